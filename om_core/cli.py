@@ -1,0 +1,235 @@
+"""The ``om`` command: run the service, manage the database, inspect plugins."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from om_core.config import ConfigError, Settings, load_settings
+from om_core.logs import configure_logging
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from om_core.service import Service
+
+__all__ = ["main"]
+
+log = logging.getLogger("om")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, _secrets(settings))
+    code: int = args.func(settings, args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="om", description="Order Manager")
+    parser.add_argument("--config", help="TOML config file (or OM_CONFIG_FILE)")
+    sub = parser.add_subparsers()
+
+    run = sub.add_parser("run", help="run the service (consumers, API, exchange)")
+    run.set_defaults(func=_cmd_run)
+
+    plugins = sub.add_parser("plugins", help="plugin commands")
+    plugins_sub = plugins.add_subparsers()
+    plist = plugins_sub.add_parser("list", help="every discovered plugin")
+    plist.add_argument("--hooks", action="store_true", help="show hooks in call order")
+    plist.set_defaults(func=_cmd_plugins_list)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers()
+    up = db_sub.add_parser("upgrade", help="migrate to the newest schema")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=_cmd_db_upgrade)
+    down = db_sub.add_parser("downgrade", help="migrate down (default: one step)")
+    down.add_argument("revision", nargs="?", default="-1")
+    down.set_defaults(func=_cmd_db_downgrade)
+    cur = db_sub.add_parser("current", help="print the database's schema revision")
+    cur.set_defaults(func=_cmd_db_current)
+    return parser
+
+
+def _secrets(settings: Settings) -> list[str]:
+    from urllib.parse import urlsplit
+
+    secrets = [k.secret.get_secret_value() for k in settings.api_keys]
+    for url in (settings.database_url, settings.broker_url):
+        password = urlsplit(url).password
+        if password:
+            secrets.append(password)
+    return secrets
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    if settings.api_enabled and not settings.api_keys and not _is_loopback(settings.api_host):
+        print(
+            f"error: OM_API_HOST={settings.api_host} exposes the API beyond this machine but "
+            "OM_API_KEYS is empty; configure keys or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    from om_core.service import Service, StartupError
+    from om_plugins.errors import PluginError
+
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start()
+    except (StartupError, PluginError) as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        await service.stop()
+        return 1
+    server_task = None
+    server = None
+    if settings.api_enabled:
+        server = _api_server(service, settings)
+        server_task = asyncio.create_task(server.serve(), name="api")
+    print(_banner(settings), flush=True)
+    await stop.wait()
+    log.info("stopping: finishing in-flight messages (grace %ss)", settings.shutdown_grace_seconds)
+    if server is not None and server_task is not None:
+        server.should_exit = True
+        await server_task
+    await service.stop()
+    log.info("stopped")
+    return 0
+
+
+def _api_server(service: Service, settings: Settings) -> uvicorn.Server:
+
+    import uvicorn
+
+    from api.main import create_app
+
+    class _Server(uvicorn.Server):
+        # The service owns SIGINT/SIGTERM; uvicorn must not install (and re-raise) its own.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        create_app(service),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    return _Server(config)
+
+
+def _banner(settings: Settings) -> str:
+    info = settings.describe()
+    lines = [
+        "Order Manager is running",
+        f"  database : {info['database_url']}",
+        f"  broker   : {info['broker_url']}",
+        f"  exchange : {info['exchange']}",
+        f"  plugins  : {', '.join(info['plugins'])}",
+        f"  API      : {info['api']}",
+        "Stop with Ctrl-C (SIGINT) or SIGTERM.",
+    ]
+    return "\n".join(lines)
+
+
+# -- plugins -----------------------------------------------------------------------------------
+
+
+def _cmd_plugins_list(settings: Settings, args: argparse.Namespace) -> int:
+    from om_core.plugins import PluginLoadError, discover, hooks_of, load_plugins
+
+    enabled = list(settings.plugins)
+    loaded = None
+    error = None
+    try:
+        loaded = load_plugins(enabled, settings.plugin_config)
+    except PluginLoadError as exc:
+        error = exc
+    print(f"{'name':<16} {'enabled':<8} {'distribution':<28} hooks")
+    for plugin in discover():
+        is_on = plugin.name in enabled
+        hooks = ", ".join(hooks_of(loaded.pm, plugin.name)) if loaded and is_on else "-"
+        dist = f"{plugin.distribution} {plugin.version}"
+        print(f"{plugin.name:<16} {'yes' if is_on else 'no':<8} {dist:<28} {hooks}")
+    if args.hooks and loaded is not None:
+        print("\ncall order per hook (first called first):")
+        for caller in sorted(loaded.pm.hook.__dict__.values(), key=lambda c: c.name):
+            impls = [i.plugin_name for i in reversed(caller.get_hookimpls())]
+            if impls:
+                print(f"  {caller.name}: {' → '.join(impls)}")
+    if error is not None:
+        for line in error.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from om_core.db import migrate
+
+    asyncio.run(migrate.upgrade(settings.database_url, args.revision))
+    print(f"database upgraded to {args.revision}")
+    return 0
+
+
+def _cmd_db_downgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from om_core.db import migrate
+
+    asyncio.run(migrate.downgrade(settings.database_url, args.revision))
+    print(f"database downgraded to {args.revision}")
+    return 0
+
+
+def _cmd_db_current(settings: Settings, _args: argparse.Namespace) -> int:
+    from om_core.db import migrate
+
+    current = asyncio.run(migrate.current_revision(settings.database_url))
+    print(f"current: {current or 'none (empty database)'}; code expects: {migrate.head_revision()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

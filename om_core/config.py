@@ -1,0 +1,241 @@
+"""Service settings: ``OM_*`` environment variables, optionally a TOML file.
+
+Precedence, highest first: environment, the TOML file (``--config`` / ``OM_CONFIG_FILE``),
+defaults. Plugin settings live in the file's ``[plugins.<name>]`` tables and in
+``OM_PLUGIN_<NAME>_<FIELD>`` variables; they are validated by :mod:`om_core.plugins`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ApiKey",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "mask_url",
+]
+
+#: The token ``builtin`` in ``OM_PLUGINS`` expands to these, in this order.
+BUILTIN_PLUGINS = ("paper", "risk", "order_type", "sizing")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` holds one readable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class ApiScope(StrEnum):
+    READ = "read"
+    TRADE = "trade"
+
+
+class ApiKey(BaseModel):
+    """One API key: plaintext, or its SHA-256 (``sha256:<hex>``) so config never holds it."""
+
+    secret: SecretStr
+    scope: ApiScope = ApiScope.READ
+
+    @property
+    def is_hashed(self) -> bool:
+        return self.secret.get_secret_value().startswith("sha256:")
+
+
+def _parse_api_keys(value: Any) -> Any:
+    """``OM_API_KEYS="key1:trade,sha256:<hex>:read"``; the scope defaults to read."""
+    if not isinstance(value, str):
+        return value
+    keys = []
+    for raw in (part.strip() for part in value.split(",")):
+        if not raw:
+            continue
+        secret, _, scope = raw.rpartition(":")
+        if scope in {s.value for s in ApiScope} and secret:
+            keys.append({"secret": secret, "scope": scope})
+        else:
+            keys.append({"secret": raw})
+    return keys
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OM_", extra="ignore", validate_default=True)
+
+    database_url: str = "sqlite+aiosqlite:///./order_manager.db"
+    #: ``memory://`` is the in-process bus; ``amqp://…`` is RabbitMQ.
+    broker_url: str = "memory://"
+    exchange: str = "paper"
+    #: Plugins to enable, in order; ``builtin`` expands to :data:`BUILTIN_PLUGINS`.
+    plugins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["builtin"])
+    #: ``None`` means: migrate automatically on SQLite (embedded), never on a server database.
+    db_auto_migrate: bool | None = None
+
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    api_enabled: bool = True
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    trace_plugins: bool = False
+
+    #: Signals older than this (by ``created_at`` or first receipt) are rejected as stale.
+    max_signal_age_seconds: float = Field(default=60.0, gt=0)
+    #: Messages a consumer holds unacknowledged at once.
+    prefetch: int = Field(default=32, ge=1, le=2000)
+    #: RabbitMQ queue type for the queues this service declares.
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.
+    delivery_limit: int = Field(default=10, ge=1)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    sync_interval_seconds: float = Field(default=60.0, ge=0)
+    position_snapshot_interval_seconds: float = Field(default=300.0, ge=0)
+
+    config_file: Path | None = None
+    #: Raw ``[plugins.<name>]`` tables from the config file, validated per plugin later.
+    plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _plugins_list(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("plugins")
+    @classmethod
+    def _expand_builtin(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for name in value:
+            for item in BUILTIN_PLUGINS if name == "builtin" else (name,):
+                if item not in out:
+                    out.append(item)
+        return out
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> Any:
+        return _parse_api_keys(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got scheme {scheme!r})"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"memory", "amqp", "amqps"}:
+            raise ValueError(f"must be memory:// or amqp(s)://… (got scheme {scheme!r})")
+        return value
+
+    @property
+    def is_embedded_db(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def auto_migrate(self) -> bool:
+        return self.is_embedded_db if self.db_auto_migrate is None else self.db_auto_migrate
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as shown to humans and plugins: every secret masked."""
+        return {
+            "database_url": mask_url(self.database_url),
+            "broker_url": mask_url(self.broker_url),
+            "exchange": self.exchange,
+            "plugins": list(self.plugins),
+            "api": f"http://{self.api_host}:{self.api_port}" if self.api_enabled else "disabled",
+            "api_keys": [f"*** ({k.scope})" for k in self.api_keys],
+            "log_level": self.log_level,
+        }
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of ``scheme://user:password@host``; leave the rest readable."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _mask_value(field: str, value: Any) -> str:
+    if isinstance(value, str):
+        if "url" in field:
+            return mask_url(value)
+        if any(word in field for word in ("key", "secret", "password", "token")):
+            return "***"
+    return repr(value)
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "OM_") -> list[str]:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        shown = _mask_value(field.lower(), err.get("input"))
+        env_name = prefix + str(err["loc"][0]).upper() if err["loc"] else prefix
+        lines.append(f"{env_name}: {err['msg']} (got {shown})")
+    return lines
+
+
+def load_settings(
+    config_file: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from the environment and an optional TOML file.
+
+    Raises :class:`ConfigError` with one line per problem.
+    """
+    environ = os.environ if env is None else env
+    path = config_file or environ.get("OM_CONFIG_FILE")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"config file {path}: {exc.strerror or exc}"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config file {path}: {exc}"]) from exc
+        plugin_tables = data.pop("plugins", {})
+        if not isinstance(plugin_tables, dict):
+            raise ConfigError([f"config file {path}: [plugins] must be a table of tables"])
+        file_values = {k: v for k, v in data.items() if f"OM_{k.upper()}" not in environ}
+        file_values["plugin_config"] = plugin_tables
+        file_values["config_file"] = Path(path)
+    try:
+        if env is None:
+            return Settings(**file_values)
+        # An explicit env mapping (tests) replaces os.environ entirely.
+        values = {
+            key[3:].lower(): value
+            for key, value in environ.items()
+            if key.startswith("OM_") and not key.startswith("OM_PLUGIN_")
+        }
+        values.pop("config_file", None)
+        values.pop("require_services", None)
+        return Settings.model_validate({**file_values, **values})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc

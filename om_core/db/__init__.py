@@ -1,0 +1,1 @@
+"""Persistence: tables, column types, engine/session factory and migrations."""

@@ -1,0 +1,222 @@
+"""Tables. Uniqueness that money depends on is enforced by the database, not by code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from om_core.db.types import DecimalType, UTCDateTime, utcnow
+
+__all__ = [
+    "Fill",
+    "Order",
+    "OutboxEvent",
+    "Position",
+    "PositionSnapshot",
+    "SignalOrderRelationship",
+    "SignalRecord",
+    "TradingStateRow",
+]
+
+# BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _pk() -> Any:
+    return Field(default=None, sa_column=sa.Column(BigIntPK, primary_key=True, autoincrement=True))
+
+
+def _money(nullable: bool = False, default: Decimal | None = None) -> Any:
+    return Field(
+        default=default,
+        sa_column=sa.Column(DecimalType(), nullable=nullable),
+    )
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default_factory=None if nullable else utcnow,
+        sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index),
+    )
+
+
+class SignalRecord(SQLModel, table=True):
+    """Every signal we saw and its single outcome; ``signal_id`` is the idempotency key."""
+
+    __tablename__ = "signals"
+    __table_args__ = (sa.Index("ix_signals_status_received", "status", "received_at"),)
+
+    id: int | None = _pk()
+    signal_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, unique=True))
+    symbol: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), index=True))
+    side: str | None = Field(default=None, max_length=8)
+    category: str | None = Field(default=None, max_length=16)
+    #: processing | placed | rejected | dead_lettered
+    status: str = Field(max_length=32)
+    reasons: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    signal_created_at: datetime | None = _ts(nullable=True)
+    received_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.Index("ix_orders_created_id", "created_at", "id"),
+        sa.Index("ix_orders_symbol_created", "symbol", "created_at"),
+        sa.Index("ix_orders_status", "status"),
+    )
+
+    id: int | None = _pk()
+    #: Our deterministic id, sent as Bybit's ``orderLinkId``; committed before the exchange call.
+    client_order_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    exchange_order_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(64), nullable=True, unique=True)
+    )
+    signal_id: str | None = Field(default=None, sa_column=sa.Column(sa.String(128), index=True))
+    leg: int = 0
+    exchange: str = Field(max_length=32)
+    category: str = Field(max_length=16)
+    symbol: str = Field(max_length=64)
+    side: str = Field(max_length=8)
+    order_type: str = Field(max_length=16)
+    time_in_force: str | None = Field(default=None, max_length=16)
+    qty: Decimal = _money()
+    price: Decimal | None = _money(nullable=True)
+    reference_price: Decimal | None = _money(nullable=True)
+    reduce_only: bool = False
+    position_idx: int = 0
+    take_profit: Decimal | None = _money(nullable=True)
+    stop_loss: Decimal | None = _money(nullable=True)
+    status: str = Field(max_length=32)
+    filled_qty: Decimal = _money(default=Decimal(0))
+    cum_exec_value: Decimal = _money(default=Decimal(0))
+    cum_fee: Decimal = _money(default=Decimal(0))
+    avg_fill_price: Decimal | None = _money(nullable=True)
+    reject_code: str | None = Field(default=None, max_length=32)
+    reject_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    #: Placed by hand or by another system on the same account: no signal.
+    is_external: bool = False
+    submit_attempts: int = 0
+    #: When the last create request left for the exchange (drives the resend window).
+    submitted_at: datetime | None = _ts(nullable=True)
+    #: Definitive "not found" answers since then, while the order is in doubt.
+    lookup_misses: int = 0
+    #: The exchange's own last update time (ms), to refuse stale updates.
+    exchange_updated_ms: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class SignalOrderRelationship(SQLModel, table=True):
+    __tablename__ = "signal_order_relationships"
+    __table_args__ = (sa.UniqueConstraint("signal_id", "leg", name="uq_signal_leg"),)
+
+    id: int | None = _pk()
+    signal_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, index=True))
+    order_id: int = Field(
+        sa_column=sa.Column(BigIntPK, sa.ForeignKey("orders.id"), nullable=False, unique=True)
+    )
+    leg: int = 0
+    created_at: datetime = _ts()
+
+
+class Fill(SQLModel, table=True):
+    """One execution; ``exec_id`` makes a fill count once however often it is reported."""
+
+    __tablename__ = "fills"
+
+    id: int | None = _pk()
+    exec_id: str = Field(sa_column=sa.Column(sa.String(96), nullable=False, unique=True))
+    order_id: int = Field(
+        sa_column=sa.Column(BigIntPK, sa.ForeignKey("orders.id"), nullable=False, index=True)
+    )
+    symbol: str = Field(max_length=64)
+    category: str = Field(max_length=16)
+    side: str = Field(max_length=8)
+    qty: Decimal = _money()
+    price: Decimal = _money()
+    fee: Decimal = _money(default=Decimal(0))
+    executed_at: datetime = _ts()
+    created_at: datetime = _ts()
+
+
+class Position(SQLModel, table=True):
+    __tablename__ = "positions"
+    __table_args__ = (
+        sa.UniqueConstraint("category", "symbol", "position_idx", name="uq_position"),
+    )
+
+    id: int | None = _pk()
+    category: str = Field(max_length=16)
+    symbol: str = Field(max_length=64, index=True)
+    position_idx: int = 0
+    #: Signed: > 0 long, < 0 short.
+    size: Decimal = _money(default=Decimal(0))
+    avg_entry_price: Decimal = _money(default=Decimal(0))
+    realized_pnl: Decimal = _money(default=Decimal(0))
+    fees_paid: Decimal = _money(default=Decimal(0))
+    mark_price: Decimal | None = _money(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class PositionSnapshot(SQLModel, table=True):
+    __tablename__ = "position_snapshots"
+    __table_args__ = (sa.Index("ix_snapshots_symbol_created", "symbol", "created_at"),)
+
+    id: int | None = _pk()
+    position_id: int = Field(
+        sa_column=sa.Column(BigIntPK, sa.ForeignKey("positions.id"), nullable=False, index=True)
+    )
+    category: str = Field(max_length=16)
+    symbol: str = Field(max_length=64)
+    position_idx: int = 0
+    size: Decimal = _money()
+    avg_entry_price: Decimal = _money()
+    realized_pnl: Decimal = _money()
+    fees_paid: Decimal = _money()
+    mark_price: Decimal | None = _money(nullable=True)
+    unrealized_pnl: Decimal | None = _money(nullable=True)
+    #: fill | periodic | sync
+    reason: str = Field(max_length=16)
+    created_at: datetime = _ts()
+
+
+class OutboxEvent(SQLModel, table=True):
+    """An event written in the same transaction as the change it describes."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_unsent", "sent_at", "id"),)
+
+    id: int | None = _pk()
+    event_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    event_type: str = Field(max_length=48)
+    queue: str = Field(max_length=255)
+    correlation_id: str | None = Field(default=None, max_length=128)
+    #: Serialized JSON, exactly as it will be published (Decimals already strings).
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime = _ts()
+    sent_at: datetime | None = _ts(nullable=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+
+
+class TradingStateRow(SQLModel, table=True):
+    """A single row (id = 1): ``active`` | ``reducing`` | ``halted``, with the reason."""
+
+    __tablename__ = "trading_state"
+
+    id: int = Field(default=1, primary_key=True)
+    state: str = Field(max_length=16)
+    reason: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    updated_at: datetime = _ts()

@@ -1,0 +1,1 @@
+"""The forward flow: signal → decision → exactly-once placement."""

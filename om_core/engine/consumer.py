@@ -1,0 +1,112 @@
+"""SignalConsumer: the bus handler for ``model-service.trading_signals``.
+
+Bad messages are dead-lettered with their reason; transient failures (database or exchange
+unreachable) are retried with backoff while the message is held, so a signal is acked only
+once its outcome is durable, and never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+
+from om_core.db.session import SessionFactory
+from om_core.db.types import utcnow
+from om_core.engine.processor import SignalOutcome, SignalProcessor
+from om_core.messaging.base import DeadLetter, Message
+from om_core.signals import store
+from om_core.signals.contract import InvalidSignal, decode_json, parse_signal, read_signal_id
+from om_plugins.errors import ExchangeUnavailable, OutcomeUnknown
+
+__all__ = ["SignalConsumer", "is_transient", "retry_transient"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_SCHEMA_ERRORS = re.compile(r"no such (table|column)|syntax error|has no column", re.I)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures worth retrying the same message for: the world, not the message, is broken."""
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent duplicate won the insert race; the retry sees its row
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError) and _SCHEMA_ERRORS.search(str(exc.orig)):
+        return False  # SQLite reports a wrong schema as "operational"; retrying cannot help
+    return isinstance(
+        exc,
+        OperationalError
+        | InterfaceError
+        | ConnectionError
+        | OSError
+        | TimeoutError
+        | ExchangeUnavailable
+        | OutcomeUnknown,
+    )
+
+
+async def retry_transient(
+    action: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    initial: float = 0.2,
+    maximum: float = 5.0,
+) -> T:
+    """Run ``action`` until it succeeds or fails for a non-transient reason."""
+    delay = initial
+    while True:
+        try:
+            return await action()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("%s failed transiently (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, maximum)
+
+
+class SignalConsumer:
+    def __init__(self, factory: SessionFactory, processor: SignalProcessor) -> None:
+        self._factory = factory
+        self._processor = processor
+
+    async def handle(self, message: Message) -> None:
+        await self.process_bytes(message.body)
+
+    async def process_bytes(self, body: bytes) -> SignalOutcome:
+        received_at = utcnow()
+        data: Any = None
+        try:
+            data = decode_json(body)
+            signal = parse_signal(data)
+        except InvalidSignal as exc:
+            signal_id = exc.signal_id or read_signal_id(data)
+            problems = exc.problems
+            if signal_id is not None:
+                await retry_transient(
+                    lambda: self._record_dead_letter(signal_id, problems, data),
+                    what=f"recording dead-lettered signal {signal_id}",
+                )
+            log.warning("dead-lettering signal %s: %s", signal_id or "<no id>", exc)
+            raise DeadLetter(f"invalid signal: {exc}") from None
+        outcome = await retry_transient(
+            lambda: self._processor.process(signal, data, received_at),
+            what=f"processing signal {signal.signal_id}",
+        )
+        log.info(
+            "signal %s → %s%s",
+            signal.signal_id,
+            outcome.status,
+            " (duplicate, nothing changed)" if outcome.duplicate else "",
+        )
+        return outcome
+
+    async def _record_dead_letter(self, signal_id: str, problems: list[str], data: Any) -> None:
+        async with self._factory() as session, session.begin():
+            await store.record_dead_letter(session, signal_id, problems, data)

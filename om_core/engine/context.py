@@ -1,0 +1,145 @@
+"""Prepare the snapshot decision hooks see: exchange data outside the lock, database state
+inside it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from om_core.db.models import Order, TradingStateRow
+from om_core.db.models import Position as PositionRow
+from om_core.db.session import AsyncSession
+from om_core.orders.status import OPEN
+from om_plugins.exchange import ExchangeAdapter
+from om_plugins.types import (
+    Balance,
+    Category,
+    DecisionContext,
+    Instrument,
+    OpenOrder,
+    Position,
+    Side,
+    Signal,
+    TradingState,
+)
+
+__all__ = ["ContextBuilder", "MarketData", "load_trading_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketData:
+    instrument: Instrument
+    reference_price: Decimal
+    balance: Balance
+
+
+class ContextBuilder:
+    def __init__(self, exchange: ExchangeAdapter, *, instrument_ttl: float = 300.0) -> None:
+        self._exchange = exchange
+        self._ttl = instrument_ttl
+        self._instruments: dict[tuple[Category, str], tuple[float, Instrument]] = {}
+
+    async def instrument(self, category: Category, symbol: str) -> Instrument:
+        key = (category, symbol)
+        cached = self._instruments.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        instrument = await self._exchange.get_instrument(category, symbol)
+        self._instruments[key] = (time.monotonic(), instrument)
+        return instrument
+
+    def forget_instrument(self, category: Category, symbol: str) -> None:
+        """Drop a cached rule set, e.g. after the exchange refused an order's precision."""
+        self._instruments.pop((category, symbol), None)
+
+    async def market_data(self, signal: Signal) -> MarketData:
+        """Exchange reads; done before taking the symbol lock to keep the lock short."""
+        instrument = await self.instrument(signal.category, signal.symbol)
+        price = signal.price
+        if price is None:
+            price = await self._exchange.get_reference_price(signal.category, signal.symbol)
+        balance = await self._exchange.get_balance(instrument.quote_coin or "USDT")
+        return MarketData(instrument, price, balance)
+
+    async def build(
+        self, session: AsyncSession, signal: Signal, market: MarketData, now: datetime
+    ) -> DecisionContext:
+        """Database reads; called while holding the symbol lock, so they are consistent with
+        every decision committed before."""
+        # Filtered here, not in SQL: SQLite keeps decimals as text, where "0.0" != "0".
+        rows = [r for r in (await session.exec(select(PositionRow))).all() if r.size]
+        positions = tuple(_position(r) for r in rows)
+        own = next(
+            (p for p in positions if p.symbol == signal.symbol and p.category == signal.category),
+            Position(category=signal.category, symbol=signal.symbol),
+        )
+        prices = {r.symbol: r.mark_price for r in rows if r.mark_price is not None}
+        prices[signal.symbol] = market.reference_price
+        open_rows = (
+            await session.exec(
+                select(Order).where(
+                    col(Order.symbol) == signal.symbol,
+                    col(Order.category) == signal.category.value,
+                    col(Order.status).in_([s.value for s in OPEN]),
+                )
+            )
+        ).all()
+        open_orders = tuple(
+            OpenOrder(
+                client_order_id=o.client_order_id,
+                symbol=o.symbol,
+                category=Category(o.category),
+                side=Side(o.side),
+                qty=o.qty,
+                filled_qty=o.filled_qty,
+                price=o.price,
+                status=o.status,
+                reduce_only=o.reduce_only,
+            )
+            for o in open_rows
+        )
+        recent = (
+            await session.exec(
+                select(func.count())
+                .select_from(Order)
+                .where(
+                    col(Order.symbol) == signal.symbol,
+                    col(Order.is_external).is_(False),
+                    col(Order.created_at) >= now - timedelta(seconds=60),
+                )
+            )
+        ).one()
+        return DecisionContext(
+            now=now,
+            instrument=market.instrument,
+            reference_price=market.reference_price,
+            position=own,
+            positions=positions,
+            open_orders=open_orders,
+            balance=market.balance,
+            trading_state=await load_trading_state(session),
+            recent_order_count=int(recent),
+            prices=prices,
+        )
+
+
+def _position(row: PositionRow) -> Position:
+    return Position(
+        category=Category(row.category),
+        symbol=row.symbol,
+        size=row.size,
+        avg_entry_price=row.avg_entry_price,
+        realized_pnl=row.realized_pnl,
+        fees_paid=row.fees_paid,
+        position_idx=row.position_idx,
+    )
+
+
+async def load_trading_state(session: AsyncSession) -> TradingState:
+    row = await session.get(TradingStateRow, 1)
+    return TradingState(row.state) if row is not None else TradingState.ACTIVE

@@ -1,0 +1,336 @@
+"""OrderExecutor: send an order whose intent is committed, exactly once, and record the answer.
+
+The rules (see ``docs/exactly-once.md``):
+
+* the intent row (``pending_submit``, unique client id) is committed before the call;
+* the exchange is called once per attempt; only :class:`ExchangeUnavailable` (certainly
+  not sent) is retried directly;
+* an ambiguous outcome becomes ``submit_unknown`` and is resolved by looking the order up by
+  client id; only after repeated definitive "not found" answers, past the exchange's resend
+  guard window, is it sent again, with the same client id;
+* a definitive rejection is stored with the exchange's code and message and published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select
+
+from om_core.db.models import Order, SignalRecord, TradingStateRow
+from om_core.db.session import AsyncSession, SessionFactory
+from om_core.db.types import utcnow
+from om_core.events.outbox import add_event
+from om_core.events.payloads import EventType, new_event, order_payload
+from om_core.orders.status import IN_DOUBT, OrderStatus
+from om_core.signals.store import SignalStatus
+from om_plugins.errors import (
+    DuplicateClientOrderId,
+    ExchangeAuthError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+)
+from om_plugins.exchange import ExchangeAdapter, ExchangeOrder, OrderRequest
+from om_plugins.types import Category, OrderType, Rejection, Side, TimeInForce, TradingState
+
+__all__ = ["OrderExecutor", "request_for"]
+
+log = logging.getLogger(__name__)
+
+#: Exchange statuses that mean the order exists and may still trade or has traded.
+_ACCEPTED_STATUSES = {
+    "New": OrderStatus.NEW,
+    "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
+    "Untriggered": OrderStatus.UNTRIGGERED,
+    "Triggered": OrderStatus.TRIGGERED,
+}
+
+
+def request_for(order: Order) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        category=Category(order.category),
+        side=Side(order.side),
+        order_type=OrderType(order.order_type),
+        qty=order.qty,
+        price=order.price,
+        time_in_force=TimeInForce(order.time_in_force) if order.time_in_force else None,
+        reduce_only=order.reduce_only,
+        position_idx=order.position_idx,
+        take_profit=order.take_profit,
+        stop_loss=order.stop_loss,
+    )
+
+
+class OrderExecutor:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        exchange: ExchangeAdapter,
+        *,
+        max_signal_age: timedelta,
+        on_committed: Callable[[], None] = lambda: None,
+        lookup_misses_before_resend: int = 3,
+        unavailable_backoff: float = 0.5,
+        before_commit: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._factory = factory
+        self._exchange = exchange
+        self._max_age = max_signal_age
+        self._on_committed = on_committed
+        self._misses_needed = lookup_misses_before_resend
+        self._backoff = unavailable_backoff
+        #: Test seam for fault injection: awaited between the exchange call and the commit.
+        self._before_commit = before_commit
+
+    # -- placing ---------------------------------------------------------------------------
+
+    async def submit(self, order_id: int) -> None:
+        """Send the order (intent already committed) and commit what the exchange said."""
+        delay = self._backoff
+        while True:
+            order = await self._load(order_id)
+            if order is None or order.status not in IN_DOUBT:
+                return
+            if await self._stale(order):
+                await self._expire(order_id, "SIGNAL_STALE", "signal too old to place")
+                return
+            await self._mark_attempt(order_id)
+            try:
+                placed = await self._exchange.place_order(request_for(order))
+            except DuplicateClientOrderId:
+                log.info("order %s already on the exchange; looking it up", order.client_order_id)
+                await self.resolve(order_id)
+                return
+            except ExchangeAuthError as exc:
+                await self._halt(f"exchange authentication failed: {exc.message}")
+                await self._rejected(order_id, exc.code or "AUTH", exc.message)
+                return
+            except ExchangeRejected as exc:
+                await self._rejected(order_id, exc.code, exc.message)
+                return
+            except ExchangeUnavailable as exc:
+                wait = exc.retry_after if exc.retry_after is not None else delay
+                log.warning(
+                    "exchange unavailable for %s (%s); retrying in %.2fs",
+                    order.client_order_id,
+                    exc,
+                    wait,
+                )
+                await self._reset_attempt(order_id)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, 10.0)
+                continue
+            except Exception as exc:
+                # Timeouts, 5xx, broken connections, bugs after sending: the order may exist.
+                log.warning("placing %s had an unknown outcome: %r", order.client_order_id, exc)
+                await self._set_status(order_id, OrderStatus.SUBMIT_UNKNOWN)
+                await self.resolve(order_id)
+                return
+            if self._before_commit is not None:
+                await self._before_commit(order.client_order_id)
+            await self._accepted(order_id, placed.exchange_order_id, None)
+            return
+
+    # -- resolving orders in doubt -----------------------------------------------------------
+
+    async def resolve(self, order_id: int) -> bool:
+        """Settle an order in doubt by asking the exchange; True when it is no longer in doubt.
+
+        Sends the order again (same client id) only after ``lookup_misses_before_resend``
+        definitive "not found" answers past the exchange's resend guard window.
+        """
+        order = await self._load(order_id)
+        if order is None or order.status not in IN_DOUBT:
+            return True
+        found = await self._exchange.get_order(
+            Category(order.category), order.symbol, order.client_order_id
+        )
+        if found is not None:
+            await self._apply_found(order_id, found)
+            return True
+        misses = await self._count_miss(order_id)
+        guard = timedelta(seconds=self._exchange.resend_guard_seconds)
+        sent_at = order.submitted_at or order.created_at
+        if misses < self._misses_needed or utcnow() - sent_at < guard:
+            return False
+        if await self._stale(order):
+            await self._expire(
+                order_id, "SUBMIT_NOT_FOUND", "the exchange never received the order"
+            )
+            return True
+        log.warning(
+            "order %s not found after %d lookups; sending it again", order.client_order_id, misses
+        )
+        await self.submit(order_id)
+        return True
+
+    # -- state changes (each its own short transaction) ---------------------------------------
+
+    async def _load(self, order_id: int) -> Order | None:
+        async with self._factory() as session:
+            return await session.get(Order, order_id)
+
+    async def _stale(self, order: Order) -> bool:
+        if order.signal_id is None:
+            return False
+        async with self._factory() as session:
+            signal = (
+                await session.exec(
+                    select(SignalRecord).where(col(SignalRecord.signal_id) == order.signal_id)
+                )
+            ).one_or_none()
+        if signal is None:
+            return False
+        born = signal.signal_created_at or signal.received_at
+        return _age(born) > self._max_age
+
+    async def _mark_attempt(self, order_id: int) -> None:
+        async with self._factory() as session, session.begin():
+            order = await _locked(session, order_id)
+            order.submit_attempts += 1
+            order.submitted_at = utcnow()
+            order.lookup_misses = 0
+
+    async def _reset_attempt(self, order_id: int) -> None:
+        async with self._factory() as session, session.begin():
+            order = await _locked(session, order_id)
+            order.submit_attempts = max(0, order.submit_attempts - 1)
+
+    async def _count_miss(self, order_id: int) -> int:
+        async with self._factory() as session, session.begin():
+            order = await _locked(session, order_id)
+            order.lookup_misses += 1
+            return order.lookup_misses
+
+    async def _set_status(self, order_id: int, status: OrderStatus) -> None:
+        async with self._factory() as session, session.begin():
+            order = await _locked(session, order_id)
+            if order.status in IN_DOUBT:
+                order.status = status
+                order.updated_at = utcnow()
+
+    async def _accepted(
+        self, order_id: int, exchange_order_id: str, status: OrderStatus | None
+    ) -> None:
+        async with self._factory() as session, session.begin():
+            order = await _locked(session, order_id)
+            await mark_accepted(session, order, exchange_order_id, status)
+        self._on_committed()
+
+    async def _apply_found(self, order_id: int, found: ExchangeOrder) -> None:
+        if found.status == "Rejected":
+            await self._rejected(order_id, "EXCHANGE_REJECTED", found.reject_reason or "rejected")
+            return
+        # Fills and terminal states arrive through the order stream or reconciliation; here
+        # we only settle that the order exists.
+        status = _ACCEPTED_STATUSES.get(found.status)
+        await self._accepted(order_id, found.exchange_order_id, status)
+
+    async def _rejected(self, order_id: int, code: str, message: str) -> None:
+        async with self._factory() as session, session.begin():
+            order = await _locked(session, order_id)
+            if order.status not in IN_DOUBT:
+                return
+            order.status = OrderStatus.REJECTED
+            order.reject_code = code[:32] if code else None
+            order.reject_reason = message
+            order.updated_at = utcnow()
+            add_event(
+                session,
+                new_event(
+                    EventType.ORDER_REJECTED,
+                    signal_id=order.signal_id,
+                    order=order_payload(order),
+                ),
+            )
+            await _settle_signal(session, order, accepted=False, code=code, message=message)
+        self._on_committed()
+
+    async def _expire(self, order_id: int, code: str, message: str) -> None:
+        """The order certainly never reached the exchange and must not be sent any more."""
+        await self._rejected(order_id, code, message)
+
+    async def _halt(self, reason: str) -> None:
+        log.error("halting trading: %s", reason)
+        async with self._factory() as session, session.begin():
+            row = await session.get(TradingStateRow, 1)
+            if row is None:
+                session.add(TradingStateRow(id=1, state=TradingState.HALTED, reason=reason))
+            else:
+                row.state = TradingState.HALTED
+                row.reason = reason
+                row.updated_at = utcnow()
+
+
+async def mark_accepted(
+    session: AsyncSession,
+    order: Order,
+    exchange_order_id: str | None,
+    status: OrderStatus | None = None,
+) -> bool:
+    """The exchange has the order. Emits ``order.created`` exactly once, on leaving doubt."""
+    if exchange_order_id and not order.exchange_order_id:
+        order.exchange_order_id = exchange_order_id
+    if order.status not in IN_DOUBT:
+        return False
+    order.status = status or OrderStatus.SUBMITTED
+    order.updated_at = utcnow()
+    await session.flush()
+    add_event(
+        session,
+        new_event(EventType.ORDER_CREATED, signal_id=order.signal_id, order=order_payload(order)),
+    )
+    await _settle_signal(session, order, accepted=True)
+    return True
+
+
+async def _settle_signal(
+    session: AsyncSession, order: Order, *, accepted: bool, code: str = "", message: str = ""
+) -> None:
+    if order.signal_id is None:
+        return
+    signal = (
+        await session.exec(
+            select(SignalRecord)
+            .where(col(SignalRecord.signal_id) == order.signal_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if signal is None or signal.status != SignalStatus.PROCESSING:
+        return
+    if accepted:
+        signal.status = SignalStatus.PLACED
+        signal.updated_at = utcnow()
+        return
+    siblings = (
+        await session.exec(
+            select(col(Order.status)).where(
+                col(Order.signal_id) == order.signal_id, col(Order.id) != order.id
+            )
+        )
+    ).all()
+    if any(s != OrderStatus.REJECTED for s in siblings):
+        return  # another leg is placed or still in doubt: the signal's outcome is not this one
+    reason = Rejection(code=code or "EXCHANGE_REJECTED", message=message, plugin="exchange")
+    # The order.rejected event already tells the story; the signal row keeps the reason.
+    signal.status = SignalStatus.REJECTED
+    signal.reasons = [
+        {"plugin": reason.plugin, "code": reason.code, "message": reason.message, "details": {}}
+    ]
+    signal.updated_at = utcnow()
+
+
+async def _locked(session: AsyncSession, order_id: int) -> Order:
+    order = await session.get(Order, order_id, with_for_update=True)
+    if order is None:
+        raise LookupError(f"order {order_id} vanished")
+    return order
+
+
+def _age(born: datetime) -> timedelta:
+    return utcnow() - born

@@ -1,0 +1,1 @@
+"""Events on ``order-manager.order_events``: their shape, the outbox, the relay."""

@@ -1,0 +1,124 @@
+"""Build the enriched events described in ``docs/events.md`` (schema version 1).
+
+Decimals are rendered as strings so no consumer ever parses money as a float.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from om_core.db.models import Order, Position
+from om_core.db.types import utcnow
+from om_plugins.types import Rejection
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EventType",
+    "dumps",
+    "new_event",
+    "order_payload",
+    "position_payload",
+    "reasons_payload",
+]
+
+SCHEMA_VERSION = 1
+
+
+class EventType(StrEnum):
+    ORDER_CREATED = "order.created"
+    ORDER_PARTIALLY_FILLED = "order.partially_filled"
+    ORDER_FILLED = "order.filled"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_REJECTED = "order.rejected"
+    SIGNAL_REJECTED = "signal.rejected"
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def order_payload(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "client_order_id": order.client_order_id,
+        "exchange_order_id": order.exchange_order_id,
+        "symbol": order.symbol,
+        "category": order.category,
+        "side": order.side,
+        "order_type": order.order_type,
+        "qty": _dec(order.qty),
+        "price": _dec(order.price),
+        "status": order.status,
+        "filled_qty": _dec(order.filled_qty),
+        "avg_fill_price": _dec(order.avg_fill_price),
+        "cum_fee": _dec(order.cum_fee),
+        "reject_reason": order.reject_reason,
+        "created_at": _ts(order.created_at),
+        "updated_at": _ts(order.updated_at),
+    }
+
+
+def position_payload(position: Position) -> dict[str, Any]:
+    return {
+        "symbol": position.symbol,
+        "category": position.category,
+        "position_idx": position.position_idx,
+        "size": _dec(position.size),
+        "avg_entry_price": _dec(position.avg_entry_price),
+        "realized_pnl": _dec(position.realized_pnl),
+        "fees_paid": _dec(position.fees_paid),
+        "updated_at": _ts(position.updated_at),
+    }
+
+
+def reasons_payload(reasons: Iterable[Rejection]) -> list[dict[str, Any]]:
+    return [
+        {"plugin": r.plugin, "code": r.code, "message": r.message, "details": dict(r.details)}
+        for r in reasons
+    ]
+
+
+def new_event(
+    event_type: EventType,
+    *,
+    signal_id: str | None,
+    order: Mapping[str, Any] | None = None,
+    fill: Mapping[str, Any] | None = None,
+    position: Mapping[str, Any] | None = None,
+    reasons: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type.value,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": utcnow().isoformat(),
+        "signal_id": signal_id,
+        "order": dict(order) if order is not None else None,
+        "fill": dict(fill) if fill is not None else None,
+        "position": dict(position) if position is not None else None,
+    }
+    if event_type is EventType.SIGNAL_REJECTED:
+        event["reasons"] = reasons or []
+    return event
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)

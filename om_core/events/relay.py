@@ -1,0 +1,134 @@
+"""Publish outbox rows to the broker, in order, with publisher confirms.
+
+One relay publishes at a time across all instances (a transaction-scoped advisory lock per
+batch), which keeps every order's events in commit order. Delivery is at-least-once:
+consumers de-duplicate by ``event_id`` (the AMQP ``message_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlmodel import col, select
+
+from om_core.db.locks import try_xact_lock
+from om_core.db.models import OutboxEvent
+from om_core.db.session import SessionFactory
+from om_core.db.types import utcnow
+from om_core.messaging.base import MessageBus, PublishError
+from om_core.plugins.facade import PluginHooks
+
+__all__ = ["OutboxRelay"]
+
+log = logging.getLogger(__name__)
+
+_RELAY_LOCK = "om:outbox-relay"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        bus: MessageBus,
+        hooks: PluginHooks | None = None,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._factory = factory
+        self._bus = bus
+        self._hooks = hooks
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._retention = retention
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def notify(self) -> None:
+        """Something was committed to the outbox: publish soon rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self._poll_interval
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+                backoff = self._poll_interval
+                if published:
+                    continue
+            except Exception:
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                backoff = min(backoff * 2, 30.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unsent events; returns how many were published."""
+        published: list[OutboxEvent] = []
+        async with self._factory() as session, session.begin():
+            if not await try_xact_lock(session, _RELAY_LOCK):
+                return 0
+            rows = (
+                await session.exec(
+                    select(OutboxEvent)
+                    .where(col(OutboxEvent.sent_at).is_(None))
+                    .order_by(col(OutboxEvent.id))
+                    .limit(self._batch_size)
+                )
+            ).all()
+            for row in rows:
+                try:
+                    await self._bus.publish(
+                        row.queue,
+                        row.payload.encode("utf-8"),
+                        message_id=row.event_id,
+                        type=row.event_type,
+                        correlation_id=row.correlation_id,
+                    )
+                except PublishError as exc:
+                    # Stop here: publishing later rows first would reorder an order's events.
+                    row.attempts += 1
+                    row.last_error = str(exc)[:500]
+                    log.warning("outbox event %s not confirmed: %s", row.event_id, exc)
+                    break
+                row.sent_at = utcnow()
+                row.attempts += 1
+                published.append(row)
+        if self._hooks is not None:
+            for row in published:
+                self._hooks.order_event(json.loads(row.payload))
+        return len(published)
+
+    async def prune(self) -> int:
+        """Delete sent rows older than the retention period."""
+        cutoff = utcnow() - self._retention
+        async with self._factory() as session, session.begin():
+            result = await session.exec(
+                delete(OutboxEvent).where(
+                    col(OutboxEvent.sent_at).is_not(None),
+                    col(OutboxEvent.sent_at) < cutoff,
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)

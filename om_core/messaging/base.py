@@ -1,0 +1,232 @@
+"""One message-bus interface, two implementations (RabbitMQ and in-process).
+
+The acknowledgement policy lives here, in one place, and both implementations honour it:
+
+* the handler returns normally → the message is acknowledged;
+* the handler raises :class:`DeadLetter` → the message is republished, unchanged, to the
+  queue's dead-letter queue (``<queue>.dlq``) with the reason in the ``x-om-error`` header,
+  *then* acknowledged, so it is never lost;
+* the handler raises anything else → the message is returned to its queue for redelivery;
+  after ``delivery_limit`` deliveries it is dead-lettered instead (never requeued forever).
+
+Transient failures that should not burn deliveries (database down, exchange unavailable) are
+the handler's to retry while it holds the message.
+
+Delivery is at-least-once: a message can reach a handler again after its handler finished
+(the acknowledgement was lost with the connection, or a consumer stopped past its grace), so
+handlers must be idempotent, keyed on ``message_id``.
+
+What a handler sees:
+
+* ``delivery_count`` counts earlier deliveries of this message, whatever ended them (handler
+  error, consumer stopped, connection lost); ``redelivered`` is true when it is above zero.
+  (On RabbitMQ classic queues the broker does not count: deliveries that ended without a
+  handler error are counted once at most, see :mod:`om_core.messaging.rabbitmq`.)
+  The headers the bus uses to count (``x-delivery-count``, ``x-om-delivery-count``) are taken
+  out of ``headers``, which hold exactly what the publisher sent.
+* A message returned for redelivery goes back to the *front* of its queue (RabbitMQ quorum
+  queues and the in-process bus); on RabbitMQ classic queues it is republished to the back.
+* Every published message has a ``message_id``: one is generated when the publisher gave none.
+
+Dead-lettered messages keep body and properties; their headers are the publisher's plus
+``x-om-error`` (the reason) and ``x-om-original-queue``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DLQ_SUFFIX",
+    "ERROR_HEADER",
+    "ORIGINAL_QUEUE_HEADER",
+    "Consumer",
+    "DeadLetter",
+    "Handler",
+    "Message",
+    "MessageBus",
+    "PublishError",
+    "Settlement",
+    "TopologyError",
+    "Verdict",
+    "dlq_name",
+    "judge",
+]
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+ERROR_HEADER = "x-om-error"
+ORIGINAL_QUEUE_HEADER = "x-om-original-queue"
+
+
+def dlq_name(queue: str) -> str:
+    return queue + DLQ_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    body: bytes
+    message_id: str | None = None
+    type: str | None = None
+    correlation_id: str | None = None
+    content_type: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    #: True when the broker delivered this message before (to us or another consumer).
+    redelivered: bool = False
+    #: How many times it was delivered before this delivery (0 on the first).
+    delivery_count: int = 0
+
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+class DeadLetter(Exception):
+    """Raise from a handler: this message can never be processed; keep it with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PublishError(Exception):
+    """The broker did not confirm the message (nack, unroutable, or connection lost).
+
+    Not proof that the message is absent: when the confirm was lost or late it may be queued,
+    so a retry can duplicate it (consumers de-duplicate by ``message_id``).
+    """
+
+
+class Settlement(enum.Enum):
+    ACK = "ack"
+    DEAD_LETTER = "dead-letter"
+    REQUEUE = "requeue"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    settlement: Settlement
+    #: Why the message is dead-lettered or requeued; empty on ack.
+    reason: str = ""
+
+
+#: A reason travels in a header; a handler's error message can be long.
+_MAX_REASON = 1000
+
+
+async def judge(handler: Handler, message: Message, *, queue: str, delivery_limit: int) -> Verdict:
+    """Run ``handler`` on ``message`` and decide its fate by the policy above.
+
+    Both buses call this and only carry the verdict out. Cancelling the task running it
+    propagates: a handler that did not finish leaves its message unsettled, so the broker
+    delivers it again. A ``CancelledError`` the handler raises on its own is a failure.
+    """
+    try:
+        await handler(message)
+    except DeadLetter as exc:
+        log.warning("dead-lettering message %s from %s: %s", message.message_id, queue, exc.reason)
+        return Verdict(Settlement.DEAD_LETTER, exc.reason[:_MAX_REASON])
+    except (Exception, asyncio.CancelledError) as exc:
+        current = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and (current is None or current.cancelling()):
+            raise
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_REASON]
+        delivery = message.delivery_count + 1
+        if delivery >= delivery_limit:
+            log.error(
+                "handler failed on message %s from %s at delivery %d of %d; dead-lettering it",
+                message.message_id,
+                queue,
+                delivery,
+                delivery_limit,
+                exc_info=exc,
+            )
+            return Verdict(Settlement.DEAD_LETTER, f"delivery limit reached: {error}")
+        log.warning(
+            "handler failed on message %s from %s at delivery %d of %d; requeueing it",
+            message.message_id,
+            queue,
+            delivery,
+            delivery_limit,
+            exc_info=exc,
+        )
+        return Verdict(Settlement.REQUEUE, error)
+    return Verdict(Settlement.ACK)
+
+
+class TopologyError(Exception):
+    """A queue exists on the broker with other arguments than this service declares."""
+
+
+class Consumer(abc.ABC):
+    @abc.abstractmethod
+    async def stop(self, grace: float) -> None:
+        """Stop taking new messages, wait up to ``grace`` seconds for in-flight handlers.
+
+        Handlers still running after ``grace`` are cancelled. Messages delivered but not
+        settled (never handed to a handler, or whose handler was cancelled) go back to the
+        queue and count one more delivery.
+        """
+
+
+class MessageBus(abc.ABC):
+    """A connection to a broker that knows this service's queues."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and declare every queue in ``queues`` with its dead-letter queue."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        type: str | None = None,
+        correlation_id: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        """Publish a persistent message to ``queue``; returns once the broker confirmed it.
+
+        Raises :class:`PublishError` when it did not.
+        """
+
+    @abc.abstractmethod
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Consumer:
+        """Deliver messages of ``queue`` to ``handler``, at most ``prefetch`` at once.
+
+        ``queue`` is one of the bus's queues; any other name, a dead-letter queue included,
+        raises :class:`LookupError` (read those with :meth:`get`).
+        """
+
+    @abc.abstractmethod
+    async def get(self, queue: str, *, timeout: float) -> Message | None:  # noqa: ASYNC109
+        """Take the next message of ``queue`` outside any consumer, waiting up to ``timeout``.
+
+        The message is acknowledged (removed from the queue) before it is returned; ``None``
+        when none arrived in time. For tests, diagnostics and dead-letter tooling, not for
+        the service's own processing, which goes through :meth:`consume` and its ack policy.
+        An unknown queue raises :class:`LookupError`.
+        """
+
+    @abc.abstractmethod
+    async def message_count(self, queue: str) -> int:
+        """How many messages of ``queue`` wait for delivery (in-flight ones not counted).
+
+        An unknown queue raises :class:`LookupError`.
+        """
+
+    @abc.abstractmethod
+    async def is_healthy(self) -> bool:
+        """True when the broker is reachable right now."""

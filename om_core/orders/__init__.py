@@ -1,0 +1,1 @@
+"""Orders: status vocabulary and client ids."""

@@ -1,0 +1,189 @@
+"""Wire the engine together and run it: database, bus, plugins, exchange, consumers, relay.
+
+``Service.start()`` brings everything up in the order safety needs — migrations checked,
+plugins loaded, exchange connected, orders left in doubt settled — and only then consumes
+signals. ``Service.stop()`` stops consuming, lets in-flight messages finish within the grace
+period, flushes the outbox and closes connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from om_core.config import Settings
+from om_core.db import migrate
+from om_core.db.session import SessionFactory, create_engine, create_session_factory
+from om_core.engine.consumer import SignalConsumer
+from om_core.engine.context import ContextBuilder
+from om_core.engine.executor import OrderExecutor
+from om_core.engine.processor import SignalProcessor
+from om_core.engine.recovery import InDoubtResolver
+from om_core.events.payloads import dumps
+from om_core.events.relay import OutboxRelay
+from om_core.messaging import MessageBus, create_bus
+from om_core.messaging.base import Consumer
+from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
+from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
+from om_plugins.exchange import ExchangeAdapter, ExchangeContext
+
+__all__ = ["Service", "StartupError"]
+
+log = logging.getLogger("om_core.service")
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why and what to do."""
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        plugins: LoadedPlugins | None = None,
+        env: Mapping[str, str] | None = None,
+        before_commit: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._plugins = plugins
+        self._env = env
+        self._before_commit = before_commit
+        self._consumers: list[Consumer] = []
+        self.running = False
+        # Set by start():
+        self.db: AsyncEngine
+        self.sessions: SessionFactory
+        self.bus: MessageBus
+        self.hooks: PluginHooks
+        self.exchange: ExchangeAdapter
+        self.relay: OutboxRelay
+        self.executor: OrderExecutor
+        self.processor: SignalProcessor
+        self.signal_consumer: SignalConsumer
+        self.resolver: InDoubtResolver
+
+    @property
+    def plugins(self) -> LoadedPlugins:
+        if self._plugins is None:
+            raise RuntimeError("plugins are loaded by start()")
+        return self._plugins
+
+    async def start(self, *, consume: bool = True) -> None:
+        s = self.settings
+        if self._plugins is None:
+            self._plugins = load_plugins(s.plugins, s.plugin_config, self._env)
+        self.hooks = PluginHooks(self._plugins.pm, trace=s.trace_plugins)
+        factories = self.hooks.exchange_factories()
+        if s.exchange not in factories:
+            known = ", ".join(sorted(factories)) or "none"
+            raise StartupError(
+                f"OM_EXCHANGE={s.exchange!r} is not provided by any enabled plugin "
+                f"(available: {known})"
+            )
+
+        self.db = create_engine(s.database_url)
+        if s.auto_migrate:
+            await migrate.upgrade(s.database_url)
+        else:
+            try:
+                await migrate.check_migrated(s.database_url)
+            except migrate.NotMigratedError as exc:
+                await self.db.dispose()
+                raise StartupError(str(exc)) from exc
+        self.sessions = create_session_factory(self.db)
+
+        self.bus = create_bus(
+            s.broker_url, queue_type=s.queue_type, delivery_limit=s.delivery_limit
+        )
+        await self.bus.start()
+
+        plugin_name, factory = factories[s.exchange]
+        self.exchange = factory(ExchangeContext(publish_order_update=self._publish_order_update))
+        await self.exchange.start()
+
+        self.relay = OutboxRelay(self.sessions, self.bus, self.hooks)
+        self.relay.start()
+        max_age = timedelta(seconds=s.max_signal_age_seconds)
+        self.executor = OrderExecutor(
+            self.sessions,
+            self.exchange,
+            max_signal_age=max_age,
+            on_committed=self.relay.notify,
+            before_commit=self._before_commit,
+        )
+        self.processor = SignalProcessor(
+            self.sessions,
+            self.hooks,
+            s.exchange,
+            ContextBuilder(self.exchange),
+            self.executor,
+            max_signal_age=max_age,
+            on_committed=self.relay.notify,
+        )
+        self.signal_consumer = SignalConsumer(self.sessions, self.processor)
+        self.resolver = InDoubtResolver(self.sessions, self.executor)
+
+        await self.hooks.startup(s.describe())
+        # Fail closed: nothing new is placed while an earlier order's fate is unknown.
+        await self.resolver.resolve_until_settled()
+        self.resolver.start()
+        if consume:
+            self._consumers.append(
+                await self.bus.consume(
+                    SIGNALS_QUEUE, self.signal_consumer.handle, prefetch=s.prefetch
+                )
+            )
+        self.running = True
+        log.info(
+            "order manager running: exchange %s (plugin %s), plugins %s",
+            s.exchange,
+            plugin_name,
+            ", ".join(self._plugins.objects),
+        )
+
+    async def _publish_order_update(self, message: Mapping[str, Any]) -> None:
+        await self.bus.publish(ORDER_UPDATES_QUEUE, dumps(message).encode("utf-8"))
+
+    async def stop(self) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        for consumer in self._consumers:
+            await consumer.stop(grace)
+        self._consumers.clear()
+        if hasattr(self, "resolver"):
+            await self.resolver.stop()
+        if hasattr(self, "relay"):
+            await self.relay.stop()
+            try:
+                await self.relay.publish_pending()
+            except Exception:
+                log.exception("could not flush the outbox at shutdown; it is kept for later")
+        if hasattr(self, "hooks"):
+            await self.hooks.shutdown()
+        if hasattr(self, "exchange"):
+            await self.exchange.close()
+        if hasattr(self, "bus"):
+            await self.bus.close()
+        if hasattr(self, "db"):
+            await self.db.dispose()
+        self.running = False
+
+    async def ready(self) -> dict[str, bool]:
+        """Up/down of what the service needs, for ``/ready``."""
+        checks = {"database": False, "broker": False, "consumers": bool(self._consumers)}
+        try:
+            async with self.sessions() as session:
+                await (await session.connection()).execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            log.warning("readiness: database unreachable", exc_info=True)
+        try:
+            checks["broker"] = await self.bus.is_healthy()
+        except Exception:
+            log.warning("readiness: broker unreachable", exc_info=True)
+        return checks

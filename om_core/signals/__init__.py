@@ -1,0 +1,1 @@
+"""Signals: the input contract on ``model-service.trading_signals``."""

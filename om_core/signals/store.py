@@ -1,0 +1,112 @@
+"""The ``signals`` table: one row per signal id, holding its single outcome."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import col, select
+
+from om_core.db.models import SignalRecord
+from om_core.db.session import AsyncSession
+from om_core.db.types import utcnow
+from om_core.events.outbox import add_event
+from om_core.events.payloads import EventType, dumps, new_event, reasons_payload
+from om_plugins.types import Rejection, Signal
+
+__all__ = [
+    "SignalStatus",
+    "get_or_create",
+    "json_safe",
+    "record_dead_letter",
+    "record_rejection",
+]
+
+
+class SignalStatus(StrEnum):
+    PROCESSING = "processing"
+    PLACED = "placed"
+    REJECTED = "rejected"
+    DEAD_LETTERED = "dead_lettered"
+
+
+#: Outcomes after which a redelivered or republished signal changes nothing.
+FINAL = frozenset({SignalStatus.PLACED, SignalStatus.REJECTED})
+
+
+def json_safe(data: Any) -> Any:
+    """Decimals become strings, so the stored payload is plain JSON."""
+    return json.loads(dumps(data))
+
+
+async def get_or_create(
+    session: AsyncSession, signal: Signal, payload: Mapping[str, Any], received_at: datetime
+) -> tuple[SignalRecord, bool]:
+    """The signal's row, locked for this transaction; ``True`` when it was created now."""
+    row = (
+        await session.exec(
+            select(SignalRecord)
+            .where(col(SignalRecord.signal_id) == signal.signal_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if row is not None:
+        if row.status == SignalStatus.DEAD_LETTERED:
+            # An earlier malformed message carried this id; this one is valid: start over.
+            _fill(row, signal, payload)
+            row.status = SignalStatus.PROCESSING
+            row.reasons = []
+            row.updated_at = utcnow()
+        return row, False
+    row = SignalRecord(signal_id=signal.signal_id, status=SignalStatus.PROCESSING)
+    _fill(row, signal, payload)
+    row.received_at = received_at
+    session.add(row)
+    await session.flush()
+    return row, True
+
+
+def _fill(row: SignalRecord, signal: Signal, payload: Mapping[str, Any]) -> None:
+    row.symbol = signal.symbol
+    row.side = signal.side.value
+    row.category = signal.category.value
+    row.payload = json_safe(payload)
+    row.signal_created_at = signal.created_at
+
+
+def record_rejection(
+    session: AsyncSession, row: SignalRecord, reasons: Iterable[Rejection]
+) -> dict[str, Any]:
+    """Mark the signal rejected with every reason and stage ``signal.rejected``."""
+    reasons_json = reasons_payload(reasons)
+    row.status = SignalStatus.REJECTED
+    row.reasons = reasons_json
+    row.updated_at = utcnow()
+    event = new_event(EventType.SIGNAL_REJECTED, signal_id=row.signal_id, reasons=reasons_json)
+    add_event(session, event)
+    return event
+
+
+async def record_dead_letter(
+    session: AsyncSession, signal_id: str, problems: list[str], payload: Any
+) -> None:
+    """Remember a malformed message whose id could be read; never overwrite an outcome."""
+    row = (
+        await session.exec(select(SignalRecord).where(col(SignalRecord.signal_id) == signal_id))
+    ).one_or_none()
+    reasons = [{"plugin": "engine", "code": "INVALID_SIGNAL", "message": p} for p in problems]
+    if row is None:
+        session.add(
+            SignalRecord(
+                signal_id=signal_id,
+                status=SignalStatus.DEAD_LETTERED,
+                reasons=reasons,
+                payload=json_safe(payload) if isinstance(payload, Mapping) else {},
+            )
+        )
+    elif row.status == SignalStatus.DEAD_LETTERED:
+        row.reasons = reasons
+        row.updated_at = utcnow()

@@ -1,0 +1,148 @@
+"""The hooks an Order Manager plugin may implement.
+
+Hooks are grouped by when the engine calls them:
+*bootstrap* → *order pipeline* (signal risk → order type → quantity → order risk) →
+*execution* → *reporting*.
+
+Every decision hook is **synchronous and pure**: it receives a snapshot the engine prepared
+(:class:`~om_plugins.types.DecisionContext`) and returns a decision. It must not do I/O; the
+engine may call it again with the same arguments for previews and replays. Async work lives in
+exchange adapters and in the lifecycle hooks' returned awaitables.
+
+Default implementations in ``plugins_builtin`` are marked ``trylast``, so any third-party
+implementation runs first and, for ``firstresult`` hooks, wins by returning a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import pluggy
+
+from om_plugins.exchange import ExchangeFactory
+from om_plugins.types import (
+    DecisionContext,
+    OrderTypeDecision,
+    ProposedOrder,
+    QuantityDecision,
+    Rejection,
+    Signal,
+)
+
+__all__ = ["PROJECT_NAME", "hookspec"]
+
+PROJECT_NAME = "order_manager"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+RegisterExchange = Callable[[str, ExchangeFactory], None]
+
+
+# -- bootstrap -------------------------------------------------------------------------------
+
+
+@hookspec
+def om_register_exchanges(register: RegisterExchange) -> None:
+    """Register exchange adapter factories.
+
+    Call rule: every plugin is called. Call ``register(name, factory)`` once per exchange
+    your plugin provides; ``OM_EXCHANGE=name`` selects it. Registering a name twice stops
+    startup with an error naming both plugins.
+
+    :param register: ``register(name, factory)`` where ``factory(context)`` returns an
+        :class:`~om_plugins.exchange.ExchangeAdapter`.
+    """
+
+
+@hookspec
+def om_startup(settings: Mapping[str, Any]) -> Awaitable[None] | None:
+    """The service is starting, after configuration and before any message is consumed.
+
+    Call rule: every plugin is called; an awaitable returned is awaited. An exception stops
+    startup.
+
+    :param settings: the service's settings (secrets masked) as a plain mapping.
+    """
+
+
+@hookspec
+def om_shutdown() -> Awaitable[None] | None:
+    """The service is stopping, after consumers drained.
+
+    Call rule: every plugin is called; an awaitable returned is awaited. Exceptions are
+    logged and do not stop the other plugins' shutdown.
+    """
+
+
+# -- order pipeline ---------------------------------------------------------------------------
+
+
+@hookspec
+def om_check_signal(
+    signal: Signal, context: DecisionContext
+) -> Rejection | Iterable[Rejection] | None:
+    """Pre-trade risk check of a signal, before any order is shaped.
+
+    Call rule: **every enabled plugin votes**. Return ``None`` (or an empty list) to allow, a
+    :class:`~om_plugins.types.Rejection` or several to refuse. If any plugin refuses, the
+    signal is rejected and *all* reasons from all plugins are recorded, each with the
+    plugin's name.
+
+    Use it for rules that do not depend on size: allowed symbols, signal age, strength,
+    trading state, order rate.
+
+    :param signal: the validated signal.
+    :param context: the engine's snapshot of instrument, prices, position, orders, balance
+        and trading state for the signal's symbol.
+    """
+
+
+@hookspec(firstresult=True)
+def om_select_order_type(signal: Signal, context: DecisionContext) -> OrderTypeDecision | None:
+    """Choose market or limit, the limit price and the time in force.
+
+    Call rule: **first non-None result wins**; plugins are called in reverse registration
+    order, built-in defaults last. Return ``None`` to let the next plugin decide.
+    A limit price must already be rounded to ``context.instrument.tick_size``.
+    """
+
+
+@hookspec(firstresult=True)
+def om_calculate_quantity(
+    signal: Signal, context: DecisionContext, order_type: OrderTypeDecision
+) -> QuantityDecision | Rejection | None:
+    """Compute the base-asset quantity of the order.
+
+    Call rule: **first non-None result wins**. Return a
+    :class:`~om_plugins.types.QuantityDecision` already rounded to the instrument's
+    ``qty_step``, a :class:`~om_plugins.types.Rejection` when no valid quantity exists
+    (e.g. below the minimum), or ``None`` to let the next plugin decide.
+
+    :param order_type: the decision of ``om_select_order_type`` (its limit price values the
+        order).
+    """
+
+
+@hookspec
+def om_check_order(
+    order: ProposedOrder, signal: Signal, context: DecisionContext
+) -> Rejection | Iterable[Rejection] | None:
+    """Risk check of the fully shaped order, just before it is sent.
+
+    Call rule: **every enabled plugin votes**, as in :func:`om_check_signal`. Use it for
+    rules that depend on size: order notional, position and exposure limits, open orders.
+    """
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+
+@hookspec
+def om_order_event(event: Mapping[str, Any]) -> None:
+    """Observe every event the service publishes on ``order-manager.order_events``.
+
+    Call rule: every plugin is called, after the event is durably recorded; an exception is
+    logged and never affects trading. ``event`` follows the event schema in
+    ``docs/events.md``. Do not block: hand work to your own task or queue.
+    """

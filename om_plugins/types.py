@@ -1,0 +1,238 @@
+"""The typed data that flows between the engine and plugins.
+
+Everything here is immutable: a hook receives a snapshot the engine prepared and returns a
+decision; it never mutates engine state. Money and quantities are ``Decimal`` throughout and
+times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Balance",
+    "Category",
+    "DecisionContext",
+    "Instrument",
+    "OpenOrder",
+    "OrderType",
+    "OrderTypeDecision",
+    "Position",
+    "ProposedOrder",
+    "QuantityDecision",
+    "Rejection",
+    "Side",
+    "Signal",
+    "TimeInForce",
+    "TradingState",
+]
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+
+class Category(StrEnum):
+    LINEAR = "linear"
+    SPOT = "spot"
+    INVERSE = "inverse"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    POST_ONLY = "PostOnly"
+
+
+class TradingState(StrEnum):
+    ACTIVE = "active"
+    #: Only orders that shrink an existing position are allowed.
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A validated trading signal, as parsed from ``model-service.trading_signals``.
+
+    ``metadata`` carries the signal's ``metadata`` object untouched, plus any unknown
+    top-level fields the producer sent.
+    """
+
+    signal_id: str
+    symbol: str
+    side: Side
+    category: Category = Category.LINEAR
+    strength: Decimal = Decimal(1)
+    order_type: OrderType | None = None
+    price: Decimal | None = None
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    reduce_only: bool = False
+    time_in_force: TimeInForce | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+    strategy_id: str | None = None
+    model_version: str | None = None
+    created_at: datetime | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """Trading rules of one instrument, as the exchange publishes them."""
+
+    symbol: str
+    category: Category
+    tick_size: Decimal
+    qty_step: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    min_notional: Decimal = Decimal(0)
+    #: Market orders may have a lower cap than limit orders (Bybit's ``maxMktOrderQty``).
+    max_market_qty: Decimal | None = None
+    base_coin: str = ""
+    quote_coin: str = "USDT"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A position as the engine knows it. ``size`` is signed: > 0 long, < 0 short."""
+
+    category: Category
+    symbol: str
+    size: Decimal = Decimal(0)
+    avg_entry_price: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)
+    fees_paid: Decimal = Decimal(0)
+    #: 0 in one-way mode; 1 (long side) or 2 (short side) in hedge mode.
+    position_idx: int = 0
+
+    def notional(self, price: Decimal) -> Decimal:
+        return abs(self.size) * price
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """An order that is not terminal yet (resting, partially filled or in doubt)."""
+
+    client_order_id: str
+    symbol: str
+    category: Category
+    side: Side
+    qty: Decimal
+    filled_qty: Decimal
+    price: Decimal | None
+    status: str
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    coin: str
+    available: Decimal
+    equity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    """The snapshot every decision hook sees, prepared by the engine before the hooks run.
+
+    Hooks must be pure functions of ``(signal, context, their own settings)``: the engine may
+    call them again with the same arguments (for previews, replays or retries).
+    """
+
+    now: datetime
+    instrument: Instrument
+    #: The signal's price when it has one, else the exchange's last/mark price.
+    reference_price: Decimal
+    #: The net position for the signal's (category, symbol).
+    position: Position
+    #: Every non-flat position, for exposure limits across symbols.
+    positions: tuple[Position, ...]
+    #: Non-terminal orders for the signal's symbol.
+    open_orders: tuple[OpenOrder, ...]
+    balance: Balance
+    trading_state: TradingState
+    #: Orders created for this symbol in the last 60 seconds.
+    recent_order_count: int = 0
+    #: Reference prices of symbols with positions, for valuing exposure.
+    prices: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def gross_exposure(self) -> Decimal:
+        """Sum of |size| × price over all positions, valued at the known prices."""
+        total = Decimal(0)
+        for pos in self.positions:
+            price = self.prices.get(pos.symbol) or pos.avg_entry_price
+            total += pos.notional(price)
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A reason not to trade.
+
+    ``code`` is stable and machine-readable (``MAX_ORDER_NOTIONAL``); ``message`` is for
+    humans; ``details`` carries the numbers that triggered it, as strings.
+    The engine fills ``plugin`` with the name of the plugin that said no.
+    """
+
+    code: str
+    message: str
+    details: Mapping[str, str] = field(default_factory=dict)
+    plugin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTypeDecision:
+    order_type: OrderType
+    #: Limit price (already rounded to the tick size); ``None`` for market orders.
+    price: Decimal | None = None
+    time_in_force: TimeInForce | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityDecision:
+    """Base-asset quantity, already rounded to the instrument's step."""
+
+    qty: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedOrder:
+    """The order the pipeline would send, before the order-level risk checks."""
+
+    signal_id: str
+    leg: int
+    symbol: str
+    category: Category
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    reference_price: Decimal
+    time_in_force: TimeInForce | None = None
+    reduce_only: bool = False
+    position_idx: int = 0
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+
+    @property
+    def notional(self) -> Decimal:
+        return self.qty * (self.price if self.price is not None else self.reference_price)
