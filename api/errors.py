@@ -41,6 +41,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error in the API", exc_info=exc)
-        return JSONResponse(
-            status_code=500, content=error_body("internal_error", "internal error")
-        )
+        return JSONResponse(status_code=500, content=error_body("internal_error", "internal error"))

@@ -43,7 +43,7 @@ def amqp_url() -> Iterator[str]:
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+    condition: Callable[[], Awaitable[T]] | Callable[[], T],
     *,
     timeout: float = 10.0,
     interval: float = 0.02,

@@ -43,7 +43,7 @@ def test_toml_file_with_plugin_tables_env_wins(tmp_path: Path) -> None:
     cfg = tmp_path / "om.toml"
     cfg.write_text(
         'exchange = "paper"\napi_port = 9000\nlog_level = "DEBUG"\n'
-        "[plugins.risk]\nmax_order_notional = \"2500\"\n",
+        '[plugins.risk]\nmax_order_notional = "2500"\n',
         encoding="utf-8",
     )
     s = load_settings(cfg, env={"OM_API_PORT": "9100"})

@@ -13,14 +13,13 @@ import asyncio
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
 from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -94,20 +93,9 @@ def head_revision() -> str:
 
 
 def _migration_engine(url: str) -> AsyncEngine:
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-        # The sqlite3 module commits DDL as it goes, so a crash halfway would leave tables
-        # without a version row. Take over BEGIN: the whole migration becomes one transaction,
-        # and IMMEDIATE holds the write lock from the start so another process waits for it.
-        @event.listens_for(engine.sync_engine, "connect")
-        def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin_immediate(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    # On SQLite, create_engine takes over BEGIN (BEGIN IMMEDIATE): the whole migration is one
+    # transaction, so a crash halfway cannot leave tables without a version row.
+    return create_engine(url)
 
 
 _process_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()

@@ -24,10 +24,24 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _manual_transactions(dbapi_conn: Any, _record: Any) -> None:
+    # Take BEGIN over from the sqlite3 module, which would commit DDL as it goes and begins
+    # lazily at the first write, letting two transactions read the same row and both act.
+    dbapi_conn.isolation_level = None
+
+
+def _begin_immediate(connection: Any) -> None:
+    # Hold SQLite's single write lock from the first statement: transactions serialize as
+    # PostgreSQL's SELECT … FOR UPDATE would make them.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _manual_transactions)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)

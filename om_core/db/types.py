@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["DecimalType", "UTCDateTime", "utcnow"]
+__all__ = ["SCALE", "DecimalType", "UTCDateTime", "utcnow"]
+
+#: Decimal places every money and quantity column keeps, on every database.
+SCALE = 18
 
 
 def utcnow() -> datetime:
@@ -20,13 +23,13 @@ def utcnow() -> datetime:
 class DecimalType(TypeDecorator[Decimal]):
     """``NUMERIC(38, 18)`` on PostgreSQL; text on SQLite, whose NUMERIC is a float."""
 
-    impl = sa.Numeric(38, 18)
+    impl = sa.Numeric(38, SCALE)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(sa.String(64))
-        return dialect.type_descriptor(sa.Numeric(38, 18, asdecimal=True))
+        return dialect.type_descriptor(sa.Numeric(38, SCALE, asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -34,6 +37,12 @@ class DecimalType(TypeDecorator[Decimal]):
         if isinstance(value, float):
             raise TypeError("money and quantities must be Decimal, never float")
         value = Decimal(value)
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be stored as money")
+        exponent = _strip(value).as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -SCALE:
+            # PostgreSQL would round silently and SQLite would not: refuse on both.
+            raise ValueError(f"{value} has more than {SCALE} decimal places")
         if dialect.name == "sqlite":
             return format(value, "f")
         return value
@@ -42,14 +51,22 @@ class DecimalType(TypeDecorator[Decimal]):
         if value is None:
             return None
         result = Decimal(value) if not isinstance(value, Decimal) else value
-        # NUMERIC(38,18) pads with zeros; normalise without exponent notation.
         return _strip(result)
 
 
 def _strip(value: Decimal) -> Decimal:
+    """Drop trailing zeros (NUMERIC pads to the scale) without losing a digit.
+
+    Decimal arithmetic rounds to the context precision (28 digits by default) but the
+    column holds 38, so the context is sized to the value.
+    """
+    _sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return value
+    exact = Context(prec=max(len(digits) + abs(exponent), 1))
     if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+        return value.quantize(Decimal(1), context=exact)
+    return value.normalize(exact)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -86,11 +86,23 @@ class OrderExecutor:
         self._backoff = unavailable_backoff
         #: Test seam for fault injection: awaited between the exchange call and the commit.
         self._before_commit = before_commit
+        #: Orders this process is sending right now: a lookup could not tell them apart from
+        #: lost ones, so resolution leaves them to the call in flight.
+        self._in_flight: set[int] = set()
 
     # -- placing ---------------------------------------------------------------------------
 
     async def submit(self, order_id: int) -> None:
         """Send the order (intent already committed) and commit what the exchange said."""
+        if order_id in self._in_flight:
+            return
+        self._in_flight.add(order_id)
+        try:
+            await self._submit(order_id)
+        finally:
+            self._in_flight.discard(order_id)
+
+    async def _submit(self, order_id: int) -> None:
         delay = self._backoff
         while True:
             order = await self._load(order_id)
@@ -104,7 +116,7 @@ class OrderExecutor:
                 placed = await self._exchange.place_order(request_for(order))
             except DuplicateClientOrderId:
                 log.info("order %s already on the exchange; looking it up", order.client_order_id)
-                await self.resolve(order_id)
+                await self._resolve(order_id)
                 return
             except ExchangeAuthError as exc:
                 await self._halt(f"exchange authentication failed: {exc.message}")
@@ -129,7 +141,7 @@ class OrderExecutor:
                 # Timeouts, 5xx, broken connections, bugs after sending: the order may exist.
                 log.warning("placing %s had an unknown outcome: %r", order.client_order_id, exc)
                 await self._set_status(order_id, OrderStatus.SUBMIT_UNKNOWN)
-                await self.resolve(order_id)
+                await self._resolve(order_id)
                 return
             if self._before_commit is not None:
                 await self._before_commit(order.client_order_id)
@@ -144,6 +156,15 @@ class OrderExecutor:
         Sends the order again (same client id) only after ``lookup_misses_before_resend``
         definitive "not found" answers past the exchange's resend guard window.
         """
+        if order_id in self._in_flight:
+            return False
+        self._in_flight.add(order_id)
+        try:
+            return await self._resolve(order_id)
+        finally:
+            self._in_flight.discard(order_id)
+
+    async def _resolve(self, order_id: int) -> bool:
         order = await self._load(order_id)
         if order is None or order.status not in IN_DOUBT:
             return True
@@ -166,7 +187,7 @@ class OrderExecutor:
         log.warning(
             "order %s not found after %d lookups; sending it again", order.client_order_id, misses
         )
-        await self.submit(order_id)
+        await self._submit(order_id)
         return True
 
     # -- state changes (each its own short transaction) ---------------------------------------

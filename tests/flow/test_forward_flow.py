@@ -14,7 +14,7 @@ from om_core.db.models import TradingStateRow
 from om_core.messaging.base import ERROR_HEADER, ORIGINAL_QUEUE_HEADER, dlq_name
 from om_core.messaging.topology import SIGNALS_QUEUE
 from om_core.orders.client_id import client_order_id
-from tests.flow.stack import Stack, running
+from tests.flow.stack import running
 
 
 def sig(signal_id: str, **fields: Any) -> dict[str, Any]:
@@ -42,7 +42,7 @@ async def test_a_signal_becomes_one_order_a_relationship_and_an_event(
         assert event["event_type"] == "order.created"
         assert event["signal_id"] == "s-1"
         assert event["order"]["client_order_id"] == order.client_order_id
-        assert event["order"]["qty"] == "0.010"
+        assert Decimal(event["order"]["qty"]) == Decimal("0.010")
         assert stack.paper.create_calls == [order.client_order_id]
 
 
@@ -70,9 +70,7 @@ RISK_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("code", "risk", "overrides"), RISK_CASES, ids=[c[0] for c in RISK_CASES]
-)
+@pytest.mark.parametrize(("code", "risk", "overrides"), RISK_CASES, ids=[c[0] for c in RISK_CASES])
 async def test_each_risk_rule_rejects_with_its_code(
     urls: tuple[str, str], code: str, risk: dict[str, Any], overrides: dict[str, Any]
 ) -> None:
@@ -174,7 +172,7 @@ async def test_the_same_signal_three_times_places_one_order(urls: tuple[str, str
         assert await stack.service.bus.get("order-manager.order_events", timeout=0.3) is None
 
 
-class Crash(Exception):  # noqa: N818 - stands for the process dying
+class Crash(Exception):
     pass
 
 

@@ -164,7 +164,8 @@ class Capped:
     @hookimpl
     def om_check_signal(self, signal, context):
         if signal.qty is not None and signal.qty > self.settings.max_qty:
-            return Rejection(code="CAP", message="too big", details={"max": str(self.settings.max_qty)})
+            limit = str(self.settings.max_qty)
+            return Rejection(code="CAP", message="too big", details={"max": limit})
 """
 
 

@@ -232,9 +232,12 @@ def test_open_orders_on_the_same_side_count_as_filled_for_the_position_limit() -
     assert codes(found) == ["MAX_POSITION_NOTIONAL"]
     sell = proposed(side=Side.SELL, qty="0.010", price="60000")
     # Open buys do not make a sell bigger.
-    assert plugin.om_check_order(
-        sell, signal(side=Side.SELL), context(position_size="-0.04", open_orders=1)
-    ) == []
+    assert (
+        plugin.om_check_order(
+            sell, signal(side=Side.SELL), context(position_size="-0.04", open_orders=1)
+        )
+        == []
+    )
 
 
 def test_short_position_growing_past_max_notional_is_rejected() -> None:

@@ -56,17 +56,28 @@ def test_epoch_milliseconds_and_unknown_fields_kept_in_metadata() -> None:
         (b"[1, 2]", ["must be a JSON object"]),
         (b'{"symbol": "BTCUSDT", "side": "buy"}', ["signal_id: required"]),
         (b'{"signal_id": "", "symbol": "BTCUSDT", "side": "buy"}', ["signal_id"]),
-        (b'{"signal_id": "' + b"x" * 129 + b'", "symbol": "BTCUSDT", "side": "buy"}', ["signal_id"]),
+        (
+            b'{"signal_id": "' + b"x" * 129 + b'", "symbol": "BTCUSDT", "side": "buy"}',
+            ["signal_id"],
+        ),
         (b'{"signal_id": "a", "side": "buy"}', ["symbol: required"]),
         (b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "long"}', ["side: one of buy, sell"]),
         (
             b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "buy", "qty": -1, "price": "abc",'
             b' "strength": 2, "created_at": "yesterday", "reduce_only": "yes"}',
-            ["qty: must be greater than 0", "price: not a number", "strength: must be between",
-             "created_at:", "reduce_only:"],
+            [
+                "qty: must be greater than 0",
+                "price: not a number",
+                "strength: must be between",
+                "created_at:",
+                "reduce_only:",
+            ],
         ),
         (b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "buy", "qty": NaN}', ["not valid JSON"]),
-        (b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "buy", "price": "Infinity"}', ["finite"]),
+        (
+            b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "buy", "price": "Infinity"}',
+            ["finite"],
+        ),
     ],
 )
 def test_invalid_signals_list_every_problem(body: bytes, fragments: list[str]) -> None:
