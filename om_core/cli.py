@@ -1,4 +1,6 @@
-"""The ``om`` command: run the service, manage the database, inspect plugins."""
+"""The ``om`` command: run the service, manage the database, inspect plugins, and the
+developer tools (replay, order preview, signal send) whose logic lives in
+:mod:`om_core.tools`."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from om_core.config import ConfigError, Settings, load_settings
 from om_core.logs import configure_logging
@@ -55,6 +58,64 @@ def _parser() -> argparse.ArgumentParser:
     plist = plugins_sub.add_parser("list", help="every discovered plugin")
     plist.add_argument("--hooks", action="store_true", help="show hooks in call order")
     plist.set_defaults(func=_cmd_plugins_list)
+
+    replay = sub.add_parser(
+        "replay",
+        help="feed recorded signals (JSON Lines) through the enabled plugins",
+        description=(
+            "Each line of FILE is one signal. By default the signals run through a fresh "
+            "in-memory engine on the paper exchange (prices from [plugins.paper]); with "
+            "--preview they are judged against the configured exchange and database, and "
+            "nothing is sent. created_at is ignored unless --keep-created-at."
+        ),
+    )
+    replay.add_argument("file", help="JSON Lines file, one signal per line ('-' for stdin)")
+    replay.add_argument("--plugins", help="plugins to enable instead of OM_PLUGINS (a,b,…)")
+    replay.add_argument("--json", action="store_true", help="one JSON object per signal")
+    replay.add_argument(
+        "--preview",
+        action="store_true",
+        help="use the configured exchange's rules and prices; never send anything",
+    )
+    replay.add_argument(
+        "--keep-created-at",
+        action="store_true",
+        help="keep recorded created_at timestamps (age limits then apply)",
+    )
+    replay.set_defaults(func=_cmd_replay)
+
+    order = sub.add_parser("order", help="order commands")
+    order_sub = order.add_subparsers()
+    preview = order_sub.add_parser(
+        "preview",
+        help="the exact order request a signal would produce, not sent",
+    )
+    preview.add_argument(
+        "--signal", required=True, help="the signal as JSON, or @FILE to read it from a file"
+    )
+    preview.add_argument("--plugins", help="plugins to enable instead of OM_PLUGINS (a,b,…)")
+    preview.set_defaults(func=_cmd_order_preview)
+
+    sig = sub.add_parser("signal", help="signal commands")
+    sig_sub = sig.add_subparsers()
+    send = sig_sub.add_parser(
+        "send",
+        help="publish one signal to the configured broker (OM_BROKER_URL)",
+        description=(
+            "Publishes to model-service.trading_signals with publisher confirms and prints "
+            "the signal id. Fields given as options override those in --json."
+        ),
+    )
+    send.add_argument("--symbol")
+    send.add_argument("--side", choices=["buy", "sell"])
+    send.add_argument("--qty", help="base-asset quantity")
+    send.add_argument("--notional", help="quote amount, e.g. USDT")
+    send.add_argument("--price", help="limit (or reference) price")
+    send.add_argument("--signal-id", help="default: a new UUID")
+    send.add_argument(
+        "--json", dest="json_payload", help="a signal JSON object to start from (or @FILE)"
+    )
+    send.set_defaults(func=_cmd_signal_send)
 
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers()
@@ -201,6 +262,156 @@ def _cmd_plugins_list(settings: Settings, args: argparse.Namespace) -> int:
         for line in error.problems:
             print(f"error: {line}", file=sys.stderr)
         return 1
+    return 0
+
+
+# -- developer tools -----------------------------------------------------------------------------
+
+
+def _print_problems(settings: Settings, exc: BaseException) -> None:
+    from om_core.logs import SecretFilter
+    from om_core.plugins import PluginLoadError
+
+    scrub = SecretFilter(_secrets(settings)).scrub
+    lines = exc.problems if isinstance(exc, PluginLoadError) else str(exc).splitlines()
+    for line in lines or [type(exc).__name__]:
+        print(f"error: {scrub(line)}", file=sys.stderr)
+
+
+def _tool_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop a tool before it ran, with a message meant for the user."""
+    from om_core.service import StartupError
+    from om_core.tools.preview import PreviewSetupError
+    from om_plugins.errors import PluginError
+
+    return (PluginError, StartupError, PreviewSetupError)
+
+
+def _plugin_names(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _read_argument(value: str) -> bytes:
+    """A command-line JSON argument, or the contents of the file named by ``@FILE``."""
+    if value.startswith("@"):
+        with open(value[1:], "rb") as handle:
+            return handle.read()
+    return value.encode("utf-8")
+
+
+def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from om_core.tools.replay import format_table, replay
+
+    try:
+        if args.file == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.file, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    notes: list[str] = []
+
+    async def run() -> int:
+        rows = []
+        async for row in replay(
+            lines,
+            settings,
+            plugin_env=os.environ,
+            plugins=_plugin_names(args.plugins),
+            preview=args.preview,
+            keep_created_at=args.keep_created_at,
+            notes=notes,
+        ):
+            if args.json:
+                print(json.dumps(row.as_dict(), ensure_ascii=False), flush=True)
+            else:
+                rows.append(row)
+        if not args.json:
+            print(format_table(rows))
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except _tool_errors() as exc:
+        _print_problems(settings, exc)
+        return 1
+    finally:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+
+
+def _cmd_order_preview(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from om_core.tools.preview import standalone_previewer
+
+    try:
+        body = _read_argument(args.signal)
+    except OSError as exc:
+        print(f"error: cannot read {args.signal[1:]}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    notes: list[str] = []
+
+    async def run() -> dict[str, Any]:
+        async with standalone_previewer(
+            settings, plugin_env=os.environ, plugins=_plugin_names(args.plugins), notes=notes
+        ) as previewer:
+            evaluation = await previewer.evaluate_payload(body)
+            return {**evaluation.as_dict(), "state": previewer.state}
+
+    try:
+        result = asyncio.run(run())
+    except _tool_errors() as exc:
+        _print_problems(settings, exc)
+        return 1
+    finally:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_signal_send(settings: Settings, args: argparse.Namespace) -> int:
+    from om_core.db.types import utcnow
+    from om_core.signals.contract import InvalidSignal, decode_json
+    from om_core.tools.send import SendError, build_signal, send_signal
+
+    try:
+        base = decode_json(_read_argument(args.json_payload)) if args.json_payload else {}
+        if not isinstance(base, dict):
+            raise InvalidSignal([f"--json must be a JSON object, got {type(base).__name__}"])
+        payload = build_signal(
+            base=base,
+            now=utcnow(),
+            signal_id=args.signal_id,
+            symbol=args.symbol,
+            side=args.side,
+            qty=args.qty,
+            notional=args.notional,
+            price=args.price,
+        )
+    except InvalidSignal as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read {args.json_payload[1:]}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        signal_id = asyncio.run(send_signal(settings, payload))
+    except SendError as exc:
+        _print_problems(settings, exc)
+        return 2 if settings.broker_url.startswith("memory://") else 1
+    except Exception as exc:
+        _print_problems(settings, RuntimeError(f"cannot publish: {type(exc).__name__}: {exc}"))
+        return 1
+    print(signal_id)
     return 0
 
 

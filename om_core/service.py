@@ -30,6 +30,9 @@ from om_core.messaging import MessageBus, create_bus
 from om_core.messaging.base import Consumer
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
+from om_core.positions.periodic import PeriodicSnapshots
+from om_core.updates.apply import UpdateApplier
+from om_core.updates.subscriber import EventSubscriber
 from om_plugins.exchange import ExchangeAdapter, ExchangeContext
 
 __all__ = ["Service", "StartupError"]
@@ -67,6 +70,9 @@ class Service:
         self.processor: SignalProcessor
         self.signal_consumer: SignalConsumer
         self.resolver: InDoubtResolver
+        self.applier: UpdateApplier
+        self.event_subscriber: EventSubscriber
+        self.snapshots: PeriodicSnapshots
 
     @property
     def plugins(self) -> LoadedPlugins:
@@ -128,12 +134,26 @@ class Service:
         )
         self.signal_consumer = SignalConsumer(self.sessions, self.processor)
         self.resolver = InDoubtResolver(self.sessions, self.executor)
+        self.applier = UpdateApplier(self.sessions, on_committed=self.relay.notify)
+        self.event_subscriber = EventSubscriber(
+            self.applier, on_gateway_reconnected=self.on_stream_gap
+        )
+        self.snapshots = PeriodicSnapshots(
+            self.sessions, self.exchange, interval=s.position_snapshot_interval_seconds
+        )
 
         await self.hooks.startup(s.describe())
         # Fail closed: nothing new is placed while an earlier order's fate is unknown.
         await self.resolver.resolve_until_settled()
         self.resolver.start()
+        self.snapshots.start()
         if consume:
+            # Updates first: a fill must never wait behind a queue of new signals.
+            self._consumers.append(
+                await self.bus.consume(
+                    ORDER_UPDATES_QUEUE, self.event_subscriber.handle, prefetch=s.prefetch
+                )
+            )
             self._consumers.append(
                 await self.bus.consume(
                     SIGNALS_QUEUE, self.signal_consumer.handle, prefetch=s.prefetch
@@ -147,6 +167,10 @@ class Service:
             ", ".join(self._plugins.objects),
         )
 
+    async def on_stream_gap(self) -> None:
+        """The exchange's order stream was interrupted: updates may have been lost."""
+        await self.resolver.resolve_all()
+
     async def _publish_order_update(self, message: Mapping[str, Any]) -> None:
         await self.bus.publish(ORDER_UPDATES_QUEUE, dumps(message).encode("utf-8"))
 
@@ -157,6 +181,8 @@ class Service:
         self._consumers.clear()
         if hasattr(self, "resolver"):
             await self.resolver.stop()
+        if hasattr(self, "snapshots"):
+            await self.snapshots.stop()
         if hasattr(self, "relay"):
             await self.relay.stop()
             try:

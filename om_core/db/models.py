@@ -17,6 +17,7 @@ __all__ = [
     "OutboxEvent",
     "Position",
     "PositionSnapshot",
+    "QuarantinedUpdate",
     "SignalOrderRelationship",
     "SignalRecord",
     "TradingStateRow",
@@ -220,3 +221,19 @@ class TradingStateRow(SQLModel, table=True):
     state: str = Field(max_length=16)
     reason: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     updated_at: datetime = _ts()
+
+
+class QuarantinedUpdate(SQLModel, table=True):
+    """An exchange report the state machine refused: kept with its payload, never applied."""
+
+    __tablename__ = "quarantined_updates"
+
+    id: int | None = _pk()
+    reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    order_id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, nullable=True))
+    client_order_id: str | None = Field(default=None, max_length=64)
+    exchange_order_id: str | None = Field(default=None, max_length=64)
+    payload: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    received_at: datetime = _ts(index=True)

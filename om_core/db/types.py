@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["SCALE", "DecimalType", "UTCDateTime", "utcnow"]
+__all__ = ["SCALE", "DecimalType", "UTCDateTime", "strip_zeros", "utcnow"]
 
 #: Decimal places every money and quantity column keeps, on every database.
 SCALE = 18
@@ -39,7 +39,7 @@ class DecimalType(TypeDecorator[Decimal]):
         value = Decimal(value)
         if not value.is_finite():
             raise ValueError(f"{value} cannot be stored as money")
-        exponent = _strip(value).as_tuple().exponent
+        exponent = strip_zeros(value).as_tuple().exponent
         if isinstance(exponent, int) and exponent < -SCALE:
             # PostgreSQL would round silently and SQLite would not: refuse on both.
             raise ValueError(f"{value} has more than {SCALE} decimal places")
@@ -51,10 +51,10 @@ class DecimalType(TypeDecorator[Decimal]):
         if value is None:
             return None
         result = Decimal(value) if not isinstance(value, Decimal) else value
-        return _strip(result)
+        return strip_zeros(result)
 
 
-def _strip(value: Decimal) -> Decimal:
+def strip_zeros(value: Decimal) -> Decimal:
     """Drop trailing zeros (NUMERIC pads to the scale) without losing a digit.
 
     Decimal arithmetic rounds to the context precision (28 digits by default) but the

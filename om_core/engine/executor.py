@@ -25,8 +25,8 @@ from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
+from om_core.orders.lifecycle import mark_accepted, settle_signal
 from om_core.orders.status import IN_DOUBT, OrderStatus
-from om_core.signals.store import SignalStatus
 from om_plugins.errors import (
     DuplicateClientOrderId,
     ExchangeAuthError,
@@ -34,7 +34,7 @@ from om_plugins.errors import (
     ExchangeUnavailable,
 )
 from om_plugins.exchange import ExchangeAdapter, ExchangeOrder, OrderRequest
-from om_plugins.types import Category, OrderType, Rejection, Side, TimeInForce, TradingState
+from om_plugins.types import Category, OrderType, Side, TimeInForce, TradingState
 
 __all__ = ["OrderExecutor", "request_for"]
 
@@ -269,7 +269,7 @@ class OrderExecutor:
                     order=order_payload(order),
                 ),
             )
-            await _settle_signal(session, order, accepted=False, code=code, message=message)
+            await settle_signal(session, order, accepted=False, code=code, message=message)
         self._on_committed()
 
     async def _expire(self, order_id: int, code: str, message: str) -> None:
@@ -286,64 +286,6 @@ class OrderExecutor:
                 row.state = TradingState.HALTED
                 row.reason = reason
                 row.updated_at = utcnow()
-
-
-async def mark_accepted(
-    session: AsyncSession,
-    order: Order,
-    exchange_order_id: str | None,
-    status: OrderStatus | None = None,
-) -> bool:
-    """The exchange has the order. Emits ``order.created`` exactly once, on leaving doubt."""
-    if exchange_order_id and not order.exchange_order_id:
-        order.exchange_order_id = exchange_order_id
-    if order.status not in IN_DOUBT:
-        return False
-    order.status = status or OrderStatus.SUBMITTED
-    order.updated_at = utcnow()
-    await session.flush()
-    add_event(
-        session,
-        new_event(EventType.ORDER_CREATED, signal_id=order.signal_id, order=order_payload(order)),
-    )
-    await _settle_signal(session, order, accepted=True)
-    return True
-
-
-async def _settle_signal(
-    session: AsyncSession, order: Order, *, accepted: bool, code: str = "", message: str = ""
-) -> None:
-    if order.signal_id is None:
-        return
-    signal = (
-        await session.exec(
-            select(SignalRecord)
-            .where(col(SignalRecord.signal_id) == order.signal_id)
-            .with_for_update()
-        )
-    ).one_or_none()
-    if signal is None or signal.status != SignalStatus.PROCESSING:
-        return
-    if accepted:
-        signal.status = SignalStatus.PLACED
-        signal.updated_at = utcnow()
-        return
-    siblings = (
-        await session.exec(
-            select(col(Order.status)).where(
-                col(Order.signal_id) == order.signal_id, col(Order.id) != order.id
-            )
-        )
-    ).all()
-    if any(s != OrderStatus.REJECTED for s in siblings):
-        return  # another leg is placed or still in doubt: the signal's outcome is not this one
-    reason = Rejection(code=code or "EXCHANGE_REJECTED", message=message, plugin="exchange")
-    # The order.rejected event already tells the story; the signal row keeps the reason.
-    signal.status = SignalStatus.REJECTED
-    signal.reasons = [
-        {"plugin": reason.plugin, "code": reason.code, "message": reason.message, "details": {}}
-    ]
-    signal.updated_at = utcnow()
 
 
 async def _locked(session: AsyncSession, order_id: int) -> Order:

@@ -14,17 +14,19 @@ from enum import StrEnum
 from typing import Any
 
 from om_core.db.models import Order, Position
-from om_core.db.types import utcnow
+from om_core.db.types import strip_zeros, utcnow
 from om_plugins.types import Rejection
 
 __all__ = [
     "SCHEMA_VERSION",
     "EventType",
+    "decimal_str",
     "dumps",
     "new_event",
     "order_payload",
     "position_payload",
     "reasons_payload",
+    "trading_state_payload",
 ]
 
 SCHEMA_VERSION = 1
@@ -37,10 +39,12 @@ class EventType(StrEnum):
     ORDER_CANCELLED = "order.cancelled"
     ORDER_REJECTED = "order.rejected"
     SIGNAL_REJECTED = "signal.rejected"
+    TRADING_STATE_CHANGED = "trading_state.changed"
 
 
-def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+def decimal_str(value: Decimal | None) -> str | None:
+    """Plain notation, no trailing zeros: the same number always reads the same."""
+    return None if value is None else format(strip_zeros(value), "f")
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -56,12 +60,12 @@ def order_payload(order: Order) -> dict[str, Any]:
         "category": order.category,
         "side": order.side,
         "order_type": order.order_type,
-        "qty": _dec(order.qty),
-        "price": _dec(order.price),
+        "qty": decimal_str(order.qty),
+        "price": decimal_str(order.price),
         "status": order.status,
-        "filled_qty": _dec(order.filled_qty),
-        "avg_fill_price": _dec(order.avg_fill_price),
-        "cum_fee": _dec(order.cum_fee),
+        "filled_qty": decimal_str(order.filled_qty),
+        "avg_fill_price": decimal_str(order.avg_fill_price),
+        "cum_fee": decimal_str(order.cum_fee),
         "reject_reason": order.reject_reason,
         "created_at": _ts(order.created_at),
         "updated_at": _ts(order.updated_at),
@@ -73,11 +77,32 @@ def position_payload(position: Position) -> dict[str, Any]:
         "symbol": position.symbol,
         "category": position.category,
         "position_idx": position.position_idx,
-        "size": _dec(position.size),
-        "avg_entry_price": _dec(position.avg_entry_price),
-        "realized_pnl": _dec(position.realized_pnl),
-        "fees_paid": _dec(position.fees_paid),
+        "size": decimal_str(position.size),
+        "avg_entry_price": decimal_str(position.avg_entry_price),
+        "realized_pnl": decimal_str(position.realized_pnl),
+        "fees_paid": decimal_str(position.fees_paid),
         "updated_at": _ts(position.updated_at),
+    }
+
+
+def trading_state_payload(
+    *,
+    state: str,
+    previous_state: str,
+    reason: str,
+    actor: str,
+    changed_at: datetime,
+) -> dict[str, Any]:
+    """The ``trading_state`` object of a ``trading_state.changed`` event.
+
+    ``actor`` names who changed it (``api-key:<fingerprint>``, ``engine``…), never a secret.
+    """
+    return {
+        "state": state,
+        "previous_state": previous_state,
+        "reason": reason,
+        "actor": actor,
+        "changed_at": _ts(changed_at),
     }
 
 
@@ -96,6 +121,7 @@ def new_event(
     fill: Mapping[str, Any] | None = None,
     position: Mapping[str, Any] | None = None,
     reasons: list[dict[str, Any]] | None = None,
+    trading_state: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
@@ -109,6 +135,8 @@ def new_event(
     }
     if event_type is EventType.SIGNAL_REJECTED:
         event["reasons"] = reasons or []
+    if event_type is EventType.TRADING_STATE_CHANGED:
+        event["trading_state"] = dict(trading_state or {})
     return event
 
 

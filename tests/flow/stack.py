@@ -11,12 +11,13 @@ from typing import Any
 from sqlmodel import col, select
 
 from om_core.config import load_settings
-from om_core.db.models import Order, SignalOrderRelationship, SignalRecord
+from om_core.db.models import Order, OutboxEvent, SignalOrderRelationship, SignalRecord
 from om_core.messaging.base import Message
 from om_core.messaging.topology import ORDER_EVENTS_QUEUE, SIGNALS_QUEUE
 from om_core.service import Service
 from plugins_builtin.paper.exchange import PaperExchange
 from tests.conftest import wait_for
+from tests.events_schema import validate_event
 
 
 @dataclass
@@ -68,15 +69,54 @@ class Stack:
         assert message is not None, f"no message on {queue} within {timeout}s"
         return message
 
-    async def events(self, count: int, *, timeout: float = 10.0) -> list[dict[str, Any]]:
-        out = []
-        for _ in range(count):
+    async def events(
+        self, count: int, *, timeout: float = 10.0, types: set[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The next ``count`` events (of ``types``, skipping others) on the events queue."""
+        out: list[dict[str, Any]] = []
+        while len(out) < count:
             message = await self.next_message(ORDER_EVENTS_QUEUE, timeout=timeout)
             event = json.loads(message.body)
             assert message.message_id == event["event_id"]
             assert message.type == event["event_type"]
+            validate_event(event)
+            if types is None or event["event_type"] in types:
+                out.append(event)
+        return out
+
+    async def outbox_drained(self, *, timeout: float = 10.0) -> None:
+        async def drained() -> bool:
+            async with self.service.sessions() as session:
+                rows = await session.exec(
+                    select(OutboxEvent.id).where(col(OutboxEvent.sent_at).is_(None))
+                )
+                return rows.first() is None
+
+        await wait_for(drained, timeout=timeout, message="outbox drained")
+
+    async def all_events(self) -> list[dict[str, Any]]:
+        """Every event published so far (the outbox is drained first)."""
+        await self.outbox_drained()
+        out = []
+        while (message := await self.service.bus.get(ORDER_EVENTS_QUEUE, timeout=0.2)) is not None:
+            event = json.loads(message.body)
+            validate_event(event)
             out.append(event)
         return out
+
+    async def order_status(
+        self, client_order_id: str, status: str, *, timeout: float = 10
+    ) -> Order:
+        async def reached() -> Order | None:
+            async with self.service.sessions() as session:
+                order = (
+                    await session.exec(
+                        select(Order).where(col(Order.client_order_id) == client_order_id)
+                    )
+                ).first()
+            return order if order is not None and order.status == status else None
+
+        return await wait_for(reached, timeout=timeout, message=f"{client_order_id} {status}")
 
 
 @asynccontextmanager

@@ -1,0 +1,238 @@
+"""Prometheus metrics: what the engine counts as it works, and what is read at scrape time.
+
+The engine reports through the helper functions (``count_signal``,
+``observe_placement_latency``, ``count_exchange_request``, ``set_rate_limit_headroom``); they
+never raise and cost a dictionary lookup. Gauges that describe stored state (orders by
+status, the outbox backlog, dead-letter and consumer queues) are read from the database and
+the broker when ``/metrics`` is scraped, by :class:`StateGauges`, so they are true even after
+a restart and across several instances sharing one database.
+
+Every metric lives in :data:`REGISTRY`, not in prometheus_client's global registry, so the
+process's own collectors (GC, platform) and anything a plugin registers globally stay out of
+the Order Manager's exposition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from om_core.db.models import Order, OutboxEvent
+from om_core.db.session import SessionFactory
+from om_core.db.types import utcnow
+from om_core.messaging.base import MessageBus, dlq_name
+from om_core.messaging.topology import ALL_QUEUES, CONSUMED_QUEUES
+from om_core.orders.status import OrderStatus
+
+__all__ = [
+    "CONTENT_TYPE",
+    "REGISTRY",
+    "StateGauges",
+    "count_exchange_request",
+    "count_signal",
+    "observe_placement_latency",
+    "render",
+    "set_rate_limit_headroom",
+]
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry()
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: Exchange result codes that mean success (Bybit's ``retCode`` 0, or an adapter's "ok").
+_SUCCESS_CODES = frozenset({"", "0", "ok", "OK"})
+
+SIGNALS = Counter(
+    "om_signals",
+    "Signals by outcome: placed, rejected, dead_lettered, duplicate.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+PLACEMENT_LATENCY = Histogram(
+    "om_order_placement_latency_seconds",
+    "Seconds from receiving a signal to the exchange accepting its order.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+EXCHANGE_LATENCY = Histogram(
+    "om_exchange_request_duration_seconds",
+    "Duration of exchange REST requests, by endpoint.",
+    ["endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+EXCHANGE_REQUESTS = Counter(
+    "om_exchange_requests",
+    "Exchange REST requests by endpoint and result code (0 is success).",
+    ["endpoint", "code"],
+    registry=REGISTRY,
+)
+EXCHANGE_ERRORS = Counter(
+    "om_exchange_errors",
+    "Exchange REST requests that failed, by endpoint and error code.",
+    ["endpoint", "code"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_HEADROOM = Gauge(
+    "om_exchange_rate_limit_headroom",
+    "Requests left in the exchange's current rate-limit window, by limit group.",
+    ["group"],
+    registry=REGISTRY,
+)
+ORDERS = Gauge(
+    "om_orders",
+    "Orders in the database by status (read at scrape time).",
+    ["status"],
+    registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "om_outbox_backlog",
+    "Events committed to the outbox and not yet published (read at scrape time).",
+    registry=REGISTRY,
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "om_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest unpublished outbox event; 0 when none waits (read at scrape time).",
+    registry=REGISTRY,
+)
+DLQ_MESSAGES = Gauge(
+    "om_dlq_messages",
+    "Messages waiting in each dead-letter queue (read at scrape time).",
+    ["queue"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "om_consumer_lag_messages",
+    "Messages waiting for delivery in each queue this service consumes (read at scrape time).",
+    ["queue"],
+    registry=REGISTRY,
+)
+SOURCE_UP = Gauge(
+    "om_metrics_source_up",
+    "1 when the last scrape could read the source (database, broker); the gauges read from "
+    "a source that is down keep their previous values.",
+    ["source"],
+    registry=REGISTRY,
+)
+
+
+def count_signal(outcome: str) -> None:
+    """One signal reached ``outcome`` (``placed``, ``rejected``, ``dead_lettered``…)."""
+    SIGNALS.labels(outcome=outcome).inc()
+
+
+def observe_placement_latency(seconds: float) -> None:
+    """Signal received → exchange accepted its order, in seconds."""
+    PLACEMENT_LATENCY.observe(seconds)
+
+
+def count_exchange_request(endpoint: str, code: str | int, seconds: float) -> None:
+    """One exchange request to ``endpoint`` answered with ``code`` after ``seconds``.
+
+    ``code`` is the exchange's result code (Bybit ``retCode``; ``0`` or ``ok`` for success)
+    or a transport failure name such as ``timeout``; anything but success counts as an error.
+    """
+    code = str(code)
+    EXCHANGE_LATENCY.labels(endpoint=endpoint).observe(seconds)
+    EXCHANGE_REQUESTS.labels(endpoint=endpoint, code=code).inc()
+    if code not in _SUCCESS_CODES:
+        EXCHANGE_ERRORS.labels(endpoint=endpoint, code=code).inc()
+
+
+def set_rate_limit_headroom(group: str, value: float) -> None:
+    """Requests left in the current window of rate-limit ``group`` (e.g. ``order/create``)."""
+    RATE_LIMIT_HEADROOM.labels(group=group).set(value)
+
+
+def render() -> bytes:
+    """The exposition in Prometheus text format (``CONTENT_TYPE``)."""
+    return generate_latest(REGISTRY)
+
+
+_Reader = Callable[[], Awaitable[None]]
+
+
+class StateGauges:
+    """Refreshes the gauges read from the database and the broker, for one service.
+
+    Scrapes closer together than ``min_interval`` share one refresh, so an unauthenticated
+    ``/metrics`` cannot be used to load the database; each source gets ``timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        bus: MessageBus,
+        *,
+        min_interval: float = 1.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._bus = bus
+        self._min_interval = min_interval
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self._refreshed_at: float | None = None
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._refreshed_at is not None and now - self._refreshed_at < self._min_interval:
+                return
+            await self._read("database", self._read_database)
+            await self._read("broker", self._read_broker)
+            self._refreshed_at = time.monotonic()
+
+    async def _read(self, source: str, reader: _Reader) -> None:
+        try:
+            await asyncio.wait_for(reader(), timeout=self._timeout)
+        except Exception:
+            log.warning("metrics: could not read the %s", source, exc_info=True)
+            SOURCE_UP.labels(source=source).set(0)
+        else:
+            SOURCE_UP.labels(source=source).set(1)
+
+    async def _read_database(self) -> None:
+        async with self._sessions() as session:
+            by_status = (
+                await session.exec(
+                    select(Order.status, func.count()).group_by(col(Order.status))
+                )
+            ).all()
+            unsent, oldest = (
+                await session.exec(
+                    select(func.count(), func.min(OutboxEvent.created_at)).where(
+                        col(OutboxEvent.sent_at).is_(None)
+                    )
+                )
+            ).one()
+        counts = {str(status): int(n) for status, n in by_status}
+        # Every known status is exported, at 0 when absent, so a series never just vanishes.
+        for status in [s.value for s in OrderStatus] + sorted(set(counts) - set(OrderStatus)):
+            ORDERS.labels(status=status).set(counts.get(status, 0))
+        OUTBOX_BACKLOG.set(int(unsent))
+        age = 0.0 if oldest is None else max((utcnow() - oldest).total_seconds(), 0.0)
+        OUTBOX_OLDEST_AGE.set(age)
+
+    async def _read_broker(self) -> None:
+        for queue in ALL_QUEUES:
+            DLQ_MESSAGES.labels(queue=dlq_name(queue)).set(
+                await self._bus.message_count(dlq_name(queue))
+            )
+        for queue in CONSUMED_QUEUES:
+            CONSUMER_LAG.labels(queue=queue).set(await self._bus.message_count(queue))
+

@@ -1,0 +1,1 @@
+"""Positions: built from fills (PositionManager), snapshotted on every change."""

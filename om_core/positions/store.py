@@ -1,0 +1,95 @@
+"""PositionManager's database side: apply a fill to the stored position and snapshot it.
+
+Callers hold the symbol's lock (see :mod:`om_core.updates.apply`), so read-modify-write of a
+position row is never concurrent.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlmodel import col, select
+
+from om_core.db.models import Position, PositionSnapshot
+from om_core.db.session import AsyncSession
+from om_core.db.types import utcnow
+from om_core.positions.math import PositionState, apply_fill, unrealized_pnl
+
+__all__ = ["apply_fill_to_position", "get_or_create_position", "snapshot"]
+
+
+async def get_or_create_position(
+    session: AsyncSession, category: str, symbol: str, position_idx: int
+) -> Position:
+    row = (
+        await session.exec(
+            select(Position)
+            .where(
+                col(Position.category) == category,
+                col(Position.symbol) == symbol,
+                col(Position.position_idx) == position_idx,
+            )
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        row = Position(category=category, symbol=symbol, position_idx=position_idx)
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def apply_fill_to_position(
+    session: AsyncSession,
+    *,
+    category: str,
+    symbol: str,
+    position_idx: int,
+    side: str,
+    qty: Decimal,
+    price: Decimal,
+    fee: Decimal,
+) -> Position:
+    row = await get_or_create_position(session, category, symbol, position_idx)
+    state = apply_fill(
+        PositionState(row.size, row.avg_entry_price, row.realized_pnl, row.fees_paid),
+        side=side,
+        qty=qty,
+        price=price,
+        fee=fee,
+        inverse=category == "inverse",
+    )
+    row.size = state.size
+    row.avg_entry_price = state.avg_entry_price
+    row.realized_pnl = state.realized_pnl
+    row.fees_paid = state.fees_paid
+    row.updated_at = utcnow()
+    await session.flush()
+    snapshot(session, row, reason="fill")
+    return row
+
+
+def snapshot(
+    session: AsyncSession, row: Position, *, reason: str, mark: Decimal | None = None
+) -> PositionSnapshot:
+    mark = mark if mark is not None else row.mark_price
+    unrealized = None
+    if mark is not None:
+        state = PositionState(row.size, row.avg_entry_price, row.realized_pnl, row.fees_paid)
+        unrealized = unrealized_pnl(state, mark, inverse=row.category == "inverse")
+    assert row.id is not None
+    snap = PositionSnapshot(
+        position_id=row.id,
+        category=row.category,
+        symbol=row.symbol,
+        position_idx=row.position_idx,
+        size=row.size,
+        avg_entry_price=row.avg_entry_price,
+        realized_pnl=row.realized_pnl,
+        fees_paid=row.fees_paid,
+        mark_price=mark,
+        unrealized_pnl=unrealized,
+        reason=reason,
+    )
+    session.add(snap)
+    return snap

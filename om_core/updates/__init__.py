@@ -1,0 +1,1 @@
+"""The reverse flow: exchange order-stream messages → order state → fills → positions."""

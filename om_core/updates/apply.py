@@ -1,0 +1,372 @@
+"""Apply exchange reports: order state, fills, positions, snapshots and events, atomically.
+
+Each report is one transaction under the symbol's lock (the same lock decisions take), so a
+position is never updated by two reports at once, on any number of service instances, and
+every decision sees every committed fill. The events describing a change are written to the
+outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import col, select
+
+from om_core.db.locks import locked_transaction
+from om_core.db.models import Fill, Order, QuarantinedUpdate
+from om_core.db.session import AsyncSession, SessionFactory
+from om_core.db.types import utcnow
+from om_core.engine.processor import symbol_lock_key
+from om_core.events.outbox import add_event
+from om_core.events.payloads import (
+    EventType,
+    decimal_str,
+    new_event,
+    order_payload,
+    position_payload,
+)
+from om_core.orders.lifecycle import mark_accepted, settle_signal
+from om_core.orders.status import OrderStatus
+from om_core.orders.transitions import Action, decide, map_status
+from om_core.positions.store import apply_fill_to_position
+from om_core.signals.store import json_safe
+from om_core.updates.parse import ExecutionReport, OrderReport, ms_to_datetime
+
+__all__ = ["Applied", "UpdateApplier"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one report did (for logs, metrics and tests)."""
+
+    action: str  # applied | ignored | quarantined
+    order_id: int | None = None
+    status: str | None = None
+    fill_qty: Decimal | None = None
+    external: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _FillDelta:
+    exec_id: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    executed_ms: int | None
+
+
+class UpdateApplier:
+    def __init__(
+        self, factory: SessionFactory, *, on_committed: Callable[[], None] = lambda: None
+    ) -> None:
+        self._factory = factory
+        self._on_committed = on_committed
+
+    async def apply(self, report: OrderReport | ExecutionReport) -> Applied:
+        key = symbol_lock_key(report.category, report.symbol)
+        async with locked_transaction(self._factory, key) as session:
+            if isinstance(report, OrderReport):
+                result = await self._order_report(session, report)
+            else:
+                result = await self._execution_report(session, report)
+        if result.action == "applied":
+            self._on_committed()
+        return result
+
+    # -- order topic: cumulative truth ---------------------------------------------------------
+
+    async def _order_report(self, session: AsyncSession, r: OrderReport) -> Applied:
+        reported = map_status(r.status, r.cum_exec_qty)
+        order, external = await self._find_or_create(session, r.order_link_id, r.order_id, r)
+        if reported is None:
+            return await self._quarantine(session, order, r, f"unknown orderStatus {r.status!r}")
+        verdict = decide(
+            OrderStatus(order.status),
+            order.filled_qty,
+            order.exchange_updated_ms,
+            reported,
+            r.cum_exec_qty,
+            r.updated_ms,
+        )
+        if verdict.action is Action.QUARANTINE:
+            return await self._quarantine(session, order, r, verdict.reason)
+        if verdict.action is Action.IGNORE:
+            return Applied("ignored", order.id, order.status, reason=verdict.reason)
+
+        await _leave_doubt(session, order, r.order_id)
+        fill = None
+        if r.cum_exec_qty > order.filled_qty:
+            qty = r.cum_exec_qty - order.filled_qty
+            value = r.cum_exec_value - order.cum_exec_value
+            price = _price(value, qty, r)
+            fill = _FillDelta(
+                exec_id=f"cum:{r.order_id or r.order_link_id}:{r.cum_exec_qty}",
+                qty=qty,
+                price=price,
+                fee=r.cum_exec_fee - order.cum_fee,
+                executed_ms=r.updated_ms,
+            )
+        if r.reject_reason and reported is OrderStatus.REJECTED:
+            order.reject_code = "EXCHANGE_REJECTED"
+            order.reject_reason = r.reject_reason
+        if fill is not None:
+            # The exchange's cumulative figures are the truth; adopt them exactly.
+            order.cum_exec_value = r.cum_exec_value
+            order.cum_fee = r.cum_exec_fee
+            order.avg_fill_price = r.avg_price or _quantize(r.cum_exec_value / r.cum_exec_qty)
+        changed = await self._transition(
+            session, order, verdict.status, fill, r.order_id, r.updated_ms
+        )
+        if not changed:
+            return Applied("ignored", order.id, order.status)
+        return Applied("applied", order.id, order.status, fill.qty if fill else None, external)
+
+    # -- execution topic: one fill, identified by execId -----------------------------------------
+
+    async def _execution_report(self, session: AsyncSession, e: ExecutionReport) -> Applied:
+        if e.exec_type not in {"Trade", "BustTrade"} and e.exec_type:
+            return Applied("ignored", reason=f"execType {e.exec_type} moves no position")
+        seen = (await session.exec(select(Fill.id).where(col(Fill.exec_id) == e.exec_id))).first()
+        if seen is not None:
+            return Applied("ignored", reason="execution already applied")
+        order, external = await self._find_or_create(session, e.order_link_id, e.order_id, e)
+        if e.order_qty is not None and e.leaves_qty is not None:
+            cum_after = e.order_qty - e.leaves_qty
+        else:
+            cum_after = order.filled_qty + e.exec_qty
+        if cum_after <= order.filled_qty:
+            # The order stream already reported this fill cumulatively.
+            return Applied("ignored", order.id, order.status, reason="fill already counted")
+        qty = cum_after - order.filled_qty
+        fee = e.exec_fee if qty == e.exec_qty else e.exec_fee * qty / e.exec_qty
+        fill = _FillDelta(e.exec_id, qty, e.exec_price, fee, e.exec_ms)
+        filled = e.leaves_qty == 0 and cum_after >= order.qty
+        reported = OrderStatus.FILLED if filled else OrderStatus.PARTIALLY_FILLED
+        verdict = decide(
+            OrderStatus(order.status), order.filled_qty, None, reported, cum_after, None
+        )
+        if verdict.action is Action.QUARANTINE:
+            return await self._quarantine(session, order, e, verdict.reason)
+        await _leave_doubt(session, order, e.order_id)
+        order.cum_exec_value += qty * e.exec_price
+        order.cum_fee += fee
+        order.avg_fill_price = _quantize(order.cum_exec_value / cum_after)
+        await self._transition(session, order, verdict.status, fill, e.order_id, None)
+        return Applied("applied", order.id, order.status, qty, external)
+
+    # -- shared ----------------------------------------------------------------------------
+
+    async def _transition(
+        self,
+        session: AsyncSession,
+        order: Order,
+        status: OrderStatus,
+        fill: _FillDelta | None,
+        exchange_order_id: str,
+        updated_ms: int | None,
+    ) -> bool:
+        before = OrderStatus(order.status)
+        if exchange_order_id and not order.exchange_order_id:
+            order.exchange_order_id = exchange_order_id
+        if updated_ms is not None:
+            order.exchange_updated_ms = max(order.exchange_updated_ms or 0, updated_ms)
+        position = None
+        if fill is not None:
+            assert order.id is not None
+            session.add(
+                Fill(
+                    exec_id=fill.exec_id,
+                    order_id=order.id,
+                    symbol=order.symbol,
+                    category=order.category,
+                    side=order.side,
+                    qty=fill.qty,
+                    price=fill.price,
+                    fee=fill.fee,
+                    executed_at=ms_to_datetime(fill.executed_ms) or utcnow(),
+                )
+            )
+            order.filled_qty += fill.qty
+            position = await apply_fill_to_position(
+                session,
+                category=order.category,
+                symbol=order.symbol,
+                position_idx=order.position_idx,
+                side=order.side,
+                qty=fill.qty,
+                price=fill.price,
+                fee=fill.fee,
+            )
+        changed = status != before
+        if not changed and fill is None:
+            return False
+        order.status = status
+        order.updated_at = utcnow()
+        await session.flush()
+        event_type = _event_type(before, status, fill is not None)
+        if event_type is not None:
+            add_event(
+                session,
+                new_event(
+                    event_type,
+                    signal_id=order.signal_id,
+                    order=order_payload(order),
+                    fill=_fill_payload(fill),
+                    position=position_payload(position) if position is not None else None,
+                ),
+            )
+        if status is OrderStatus.REJECTED:
+            await settle_signal(
+                session,
+                order,
+                accepted=False,
+                code=order.reject_code or "EXCHANGE_REJECTED",
+                message=order.reject_reason or "rejected by the exchange",
+            )
+        return True
+
+    async def _find_or_create(
+        self,
+        session: AsyncSession,
+        link_id: str,
+        exchange_id: str,
+        report: OrderReport | ExecutionReport,
+    ) -> tuple[Order, bool]:
+        order = None
+        if link_id:
+            order = (
+                await session.exec(
+                    select(Order).where(col(Order.client_order_id) == link_id).with_for_update()
+                )
+            ).first()
+        if order is None and exchange_id:
+            order = (
+                await session.exec(
+                    select(Order)
+                    .where(col(Order.exchange_order_id) == exchange_id)
+                    .with_for_update()
+                )
+            ).first()
+        if order is not None:
+            return order, False
+        order = _external_order(report)
+        session.add(order)
+        await session.flush()
+        add_event(
+            session,
+            new_event(EventType.ORDER_CREATED, signal_id=None, order=order_payload(order)),
+        )
+        log.info(
+            "recording external order %s (%s %s) placed outside this service",
+            order.exchange_order_id,
+            order.side,
+            order.symbol,
+        )
+        return order, True
+
+    async def _quarantine(
+        self,
+        session: AsyncSession,
+        order: Order,
+        report: OrderReport | ExecutionReport,
+        reason: str,
+    ) -> Applied:
+        log.warning("quarantined a report for order %s: %s", order.client_order_id, reason)
+        session.add(
+            QuarantinedUpdate(
+                reason=reason,
+                order_id=order.id,
+                client_order_id=order.client_order_id,
+                exchange_order_id=report.order_id or order.exchange_order_id,
+                payload=json_safe(dict(report.raw)),
+            )
+        )
+        return Applied("quarantined", order.id, order.status, reason=reason)
+
+
+async def _leave_doubt(session: AsyncSession, order: Order, exchange_order_id: str) -> None:
+    """The stream can beat the REST answer: the intent row is committed, so it is found here,
+    and the report proves the exchange has the order."""
+    if order.status in {OrderStatus.PENDING_SUBMIT, OrderStatus.SUBMIT_UNKNOWN}:
+        await mark_accepted(session, order, exchange_order_id or None)
+
+
+def _external_order(report: OrderReport | ExecutionReport) -> Order:
+    if isinstance(report, OrderReport):
+        qty, price, order_type = report.qty, report.price, report.order_type
+        tif = report.time_in_force or None
+        created = ms_to_datetime(report.created_ms)
+        reduce_only, idx = report.reduce_only, report.position_idx
+    else:
+        qty = report.order_qty or report.exec_qty
+        price, order_type, tif, created = None, str(report.raw.get("orderType", "")), None, None
+        reduce_only, idx = False, 0
+    client_id = report.order_link_id or f"ext-{report.order_id}"[:36]
+    now = utcnow()
+    return Order(
+        client_order_id=client_id,
+        exchange_order_id=report.order_id or None,
+        signal_id=None,
+        exchange="external",
+        category=report.category,
+        symbol=report.symbol,
+        side=report.side,
+        order_type=(order_type or "unknown").lower(),
+        time_in_force=tif,
+        qty=qty,
+        price=price or None,
+        reduce_only=reduce_only,
+        position_idx=idx,
+        status=OrderStatus.SUBMITTED,
+        is_external=True,
+        created_at=created or now,
+        updated_at=now,
+    )
+
+
+def _price(value: Decimal, qty: Decimal, r: OrderReport) -> Decimal:
+    if value > 0:
+        return _quantize(value / qty)
+    # A report without values (should not happen on Bybit): fall back to its prices.
+    return r.avg_price or r.price or Decimal(0)
+
+
+def _quantize(value: Decimal) -> Decimal:
+    from om_core.positions.math import quantize
+
+    return quantize(value)
+
+
+def _fill_payload(fill: _FillDelta | None) -> dict[str, Any] | None:
+    if fill is None:
+        return None
+    return {
+        "qty": decimal_str(fill.qty),
+        "price": decimal_str(fill.price),
+        "fee": decimal_str(fill.fee),
+    }
+
+
+def _event_type(before: OrderStatus, after: OrderStatus, filled: bool) -> EventType | None:
+    if after is OrderStatus.FILLED and (filled or before is not OrderStatus.FILLED):
+        return EventType.ORDER_FILLED
+    if filled:
+        return EventType.ORDER_PARTIALLY_FILLED
+    if after == before:
+        return None
+    if after in {
+        OrderStatus.CANCELLED,
+        OrderStatus.PARTIALLY_FILLED_CANCELLED,
+        OrderStatus.DEACTIVATED,
+    }:
+        return EventType.ORDER_CANCELLED
+    if after is OrderStatus.REJECTED:
+        return EventType.ORDER_REJECTED
+    return None
