@@ -209,9 +209,7 @@ class StateGauges:
     async def _read_database(self) -> None:
         async with self._sessions() as session:
             by_status = (
-                await session.exec(
-                    select(Order.status, func.count()).group_by(col(Order.status))
-                )
+                await session.exec(select(Order.status, func.count()).group_by(col(Order.status)))
             ).all()
             unsent, oldest = (
                 await session.exec(
@@ -235,4 +233,3 @@ class StateGauges:
             )
         for queue in CONSUMED_QUEUES:
             CONSUMER_LAG.labels(queue=queue).set(await self._bus.message_count(queue))
-

@@ -120,7 +120,7 @@ class UpdateApplier:
             # The exchange's cumulative figures are the truth; adopt them exactly.
             order.cum_exec_value = r.cum_exec_value
             order.cum_fee = r.cum_exec_fee
-            order.avg_fill_price = r.avg_price or _quantize(r.cum_exec_value / r.cum_exec_qty)
+            order.avg_fill_price = _quantize(r.avg_price or r.cum_exec_value / r.cum_exec_qty)
         changed = await self._transition(
             session, order, verdict.status, fill, r.order_id, r.updated_ms
         )
@@ -355,12 +355,11 @@ def _fill_payload(fill: _FillDelta | None) -> dict[str, Any] | None:
 
 
 def _event_type(before: OrderStatus, after: OrderStatus, filled: bool) -> EventType | None:
-    if after is OrderStatus.FILLED and (filled or before is not OrderStatus.FILLED):
-        return EventType.ORDER_FILLED
-    if filled:
-        return EventType.ORDER_PARTIALLY_FILLED
-    if after == before:
+    """The event a change publishes: named for where the order is now."""
+    if after == before and not filled:
         return None
+    if after is OrderStatus.FILLED:
+        return EventType.ORDER_FILLED
     if after in {
         OrderStatus.CANCELLED,
         OrderStatus.PARTIALLY_FILLED_CANCELLED,
@@ -369,4 +368,6 @@ def _event_type(before: OrderStatus, after: OrderStatus, filled: bool) -> EventT
         return EventType.ORDER_CANCELLED
     if after is OrderStatus.REJECTED:
         return EventType.ORDER_REJECTED
+    if filled:
+        return EventType.ORDER_PARTIALLY_FILLED
     return None
