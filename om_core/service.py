@@ -31,6 +31,7 @@ from om_core.messaging.base import Consumer
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
+from om_core.reconcile import Reconciler
 from om_core.updates.apply import UpdateApplier
 from om_core.updates.subscriber import EventSubscriber
 from om_plugins.exchange import ExchangeAdapter, ExchangeContext
@@ -73,6 +74,7 @@ class Service:
         self.applier: UpdateApplier
         self.event_subscriber: EventSubscriber
         self.snapshots: PeriodicSnapshots
+        self.reconciler: Reconciler
 
     @property
     def plugins(self) -> LoadedPlugins:
@@ -138,6 +140,7 @@ class Service:
         self.event_subscriber = EventSubscriber(
             self.applier, on_gateway_reconnected=self.on_stream_gap
         )
+        self.reconciler = Reconciler(self.sessions, self.exchange, self.applier, self.executor)
         self.snapshots = PeriodicSnapshots(
             self.sessions, self.exchange, interval=s.position_snapshot_interval_seconds
         )
@@ -145,7 +148,9 @@ class Service:
         await self.hooks.startup(s.describe())
         # Fail closed: nothing new is placed while an earlier order's fate is unknown.
         await self.resolver.resolve_until_settled()
+        await self._reconcile_at_startup()
         self.resolver.start()
+        self.reconciler.start(s.sync_interval_seconds)
         self.snapshots.start()
         if consume:
             # Updates first: a fill must never wait behind a queue of new signals.
@@ -169,7 +174,19 @@ class Service:
 
     async def on_stream_gap(self) -> None:
         """The exchange's order stream was interrupted: updates may have been lost."""
-        await self.resolver.resolve_all()
+        report = await self.reconciler.run()
+        log.info("reconciled after a stream gap: %d drift(s)", len(report.drifts))
+
+    async def _reconcile_at_startup(self) -> None:
+        try:
+            report = await self.reconciler.run()
+        except Exception:
+            # Orders in doubt are settled already (above); other drift is fixed by the next
+            # periodic pass, so an exchange hiccup here must not keep the service down.
+            log.exception("startup reconciliation failed; it runs again periodically")
+            return
+        for error in report.errors:
+            log.warning("startup reconciliation: %s", error)
 
     async def _publish_order_update(self, message: Mapping[str, Any]) -> None:
         await self.bus.publish(ORDER_UPDATES_QUEUE, dumps(message).encode("utf-8"))
@@ -183,6 +200,8 @@ class Service:
             await self.resolver.stop()
         if hasattr(self, "snapshots"):
             await self.snapshots.stop()
+        if hasattr(self, "reconciler"):
+            await self.reconciler.stop()
         if hasattr(self, "relay"):
             await self.relay.stop()
             try:

@@ -30,6 +30,7 @@ from om_plugins.exchange import (
     ExchangeContext,
     ExchangeFactory,
     ExchangeOrder,
+    ExchangePosition,
     OrderRequest,
     PlacedOrder,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ExchangeError",
     "ExchangeFactory",
     "ExchangeOrder",
+    "ExchangePosition",
     "ExchangeRejected",
     "ExchangeUnavailable",
     "Instrument",

@@ -32,6 +32,7 @@ __all__ = [
     "ExchangeContext",
     "ExchangeFactory",
     "ExchangeOrder",
+    "ExchangePosition",
     "OrderRequest",
     "PlacedOrder",
 ]
@@ -100,6 +101,18 @@ class ExchangeOrder:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ExchangePosition:
+    """The exchange's view of one position. ``size`` is signed: > 0 long, < 0 short."""
+
+    category: Category
+    symbol: str
+    size: Decimal
+    avg_entry_price: Decimal
+    position_idx: int = 0
+    mark_price: Decimal | None = None
+
+
 class ExchangeAdapter(abc.ABC):
     """One connection to one exchange account."""
 
@@ -147,6 +160,15 @@ class ExchangeAdapter(abc.ABC):
         self, category: Category, symbol: str | None = None
     ) -> list[ExchangeOrder]:
         """Every open order in ``category`` (optionally one symbol)."""
+
+
+    async def list_positions(self, category: Category) -> list[ExchangePosition]:
+        """Every non-flat position in ``category``, for reconciliation.
+
+        Optional: an adapter that cannot list positions raises ``NotImplementedError`` and
+        reconciliation then checks orders only.
+        """
+        raise NotImplementedError
 
 
 #: What ``om_register_exchanges`` registers: builds an adapter from the engine's context.

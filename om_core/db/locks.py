@@ -17,7 +17,12 @@ from sqlalchemy import text
 
 from om_core.db.session import AsyncSession, SessionFactory
 
-__all__ = ["locked_transaction", "try_xact_lock"]
+__all__ = ["RollBack", "locked_transaction", "try_xact_lock"]
+
+
+class RollBack(Exception):
+    """Raise inside :func:`locked_transaction` to undo everything it did (dry runs)."""
+
 
 _local_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy import delete
@@ -27,6 +28,7 @@ __all__ = ["OutboxRelay"]
 log = logging.getLogger(__name__)
 
 _RELAY_LOCK = "om:outbox-relay"
+_PRUNE_EVERY = 3600.0
 
 
 class OutboxRelay:
@@ -69,7 +71,16 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = self._poll_interval
+        next_prune = time.monotonic() + 60
         while not self._stopping:
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + _PRUNE_EVERY
+                try:
+                    pruned = await self.prune()
+                    if pruned:
+                        log.info("pruned %d sent outbox rows", pruned)
+                except Exception:
+                    log.exception("pruning the outbox failed; trying again later")
             try:
                 published = await self.publish_pending()
                 backoff = self._poll_interval

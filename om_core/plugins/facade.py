@@ -38,13 +38,20 @@ class PluginHooks:
     def __init__(self, pm: pluggy.PluginManager, *, trace: bool = False) -> None:
         self.pm = pm
         self._undo_tracing: Callable[[], None] | None = None
+        self._tracing = False
         if trace:
             self.enable_tracing()
 
     # -- tracing ---------------------------------------------------------------------------
 
     def enable_tracing(self) -> None:
-        """Log every hook call with a summary of its arguments, its result and duration."""
+        """Log every hook call with a summary of its arguments, its result and duration.
+
+        pluggy's monitoring sees the hooks called through ``pm.hook``; decision hooks and
+        ``om_order_event`` are called implementation by implementation (see the module
+        docstring), so those calls are logged one per plugin by :meth:`_call`.
+        """
+        self._tracing = True
         if self._undo_tracing is not None:
             return
         started: dict[int, float] = {}
@@ -136,11 +143,33 @@ class PluginHooks:
     def order_event(self, event: Mapping[str, Any]) -> None:
         for impl in reversed(self.pm.hook.om_order_event.get_hookimpls()):
             try:
-                impl.function(event=event)
+                self._call("om_order_event", impl, {"event": event})
             except Exception:
                 log.exception("plugin %s failed observing an event", impl.plugin_name)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _call(self, hook_name: str, impl: Any, args: Mapping[str, Any]) -> Any:
+        """Call one implementation; when tracing, log it with its result and duration."""
+        if not self._tracing:
+            return impl.function(**args)
+        started = time.perf_counter()
+        try:
+            result = impl.function(**args)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - started) * 1e3
+            log.info("hook %s [%s] raised %r in %.3f ms", hook_name, impl.plugin_name, exc, elapsed)
+            raise
+        elapsed = (time.perf_counter() - started) * 1e3
+        log.info(
+            "hook %s [%s] args=%s → %s in %.3f ms",
+            hook_name,
+            impl.plugin_name,
+            _summary(args),
+            _short(result),
+            elapsed,
+        )
+        return result
 
     def _vote(self, hook_name: str, **kwargs: Any) -> list[Rejection]:
         caller = getattr(self.pm.hook, hook_name)
@@ -149,7 +178,7 @@ class PluginHooks:
         for impl in reversed(caller.get_hookimpls()):
             args = {k: kwargs[k] for k in impl.argnames}
             try:
-                result = impl.function(**args)
+                result = self._call(hook_name, impl, args)
                 reasons.extend(_as_rejections(result, impl.plugin_name))
             except Exception as exc:
                 log.exception("plugin %s raised in %s", impl.plugin_name, hook_name)
@@ -167,7 +196,7 @@ class PluginHooks:
         for impl in reversed(caller.get_hookimpls()):
             args = {k: kwargs[k] for k in impl.argnames}
             try:
-                result = impl.function(**args)
+                result = self._call(hook_name, impl, args)
             except Exception as exc:
                 log.exception("plugin %s raised in %s", impl.plugin_name, hook_name)
                 return Rejection(

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from om_core.db.locks import locked_transaction
+from om_core.db.locks import RollBack, locked_transaction
 from om_core.db.models import Fill, Order, QuarantinedUpdate
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
@@ -53,6 +53,12 @@ class Applied:
     reason: str = ""
 
 
+class _DryRun(RollBack):
+    def __init__(self, result: Applied) -> None:
+        super().__init__()
+        self.result = result
+
+
 @dataclass(frozen=True, slots=True)
 class _FillDelta:
     exec_id: str
@@ -69,13 +75,21 @@ class UpdateApplier:
         self._factory = factory
         self._on_committed = on_committed
 
-    async def apply(self, report: OrderReport | ExecutionReport) -> Applied:
+    async def apply(
+        self, report: OrderReport | ExecutionReport, *, dry_run: bool = False
+    ) -> Applied:
+        """Apply one report in its own transaction; ``dry_run`` rolls it back."""
         key = symbol_lock_key(report.category, report.symbol)
-        async with locked_transaction(self._factory, key) as session:
-            if isinstance(report, OrderReport):
-                result = await self._order_report(session, report)
-            else:
-                result = await self._execution_report(session, report)
+        try:
+            async with locked_transaction(self._factory, key) as session:
+                if isinstance(report, OrderReport):
+                    result = await self._order_report(session, report)
+                else:
+                    result = await self._execution_report(session, report)
+                if dry_run:
+                    raise _DryRun(result)
+        except _DryRun as undone:
+            return undone.result
         if result.action == "applied":
             self._on_committed()
         return result

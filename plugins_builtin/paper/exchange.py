@@ -48,6 +48,7 @@ from om_plugins import (
     ExchangeContext,
     ExchangeError,
     ExchangeOrder,
+    ExchangePosition,
     ExchangeRejected,
     Instrument,
     OrderRequest,
@@ -172,6 +173,21 @@ class PaperExchange(ExchangeAdapter):
         acknowledging an order.
         """
         self._reject_reason = reason
+
+    async def list_positions(self, category: Category) -> list[ExchangePosition]:
+        if category is not Category.LINEAR:
+            return []
+        return [
+            ExchangePosition(
+                category=Category.LINEAR,
+                symbol=symbol,
+                size=pos.size,
+                avg_entry_price=pos.avg_entry_price,
+                mark_price=self._prices.get(symbol),
+            )
+            for symbol, pos in sorted(self._ledger.positions.items())
+            if pos.size
+        ]
 
     def position(self, symbol: str) -> PaperPosition:
         """The simulated net position of ``symbol`` (a copy)."""
