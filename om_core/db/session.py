@@ -20,7 +20,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=FULL")
+    # In WAL mode NORMAL keeps every commit across an application crash (what the embedded
+    # mode is for); only a power loss can take the last commits. Server deployments use
+    # PostgreSQL, whose commits are fully synchronous.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
@@ -38,6 +41,10 @@ def _begin_immediate(connection: Any) -> None:
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
+        # SQLite has one writer. One connection, handed out in turn by the pool's asyncio
+        # queue, beats several connections fighting over the file lock with sleeping retries.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "connect", _manual_transactions)

@@ -55,7 +55,7 @@ class SignalOutcome:
 
 @dataclass(slots=True)
 class _Work:
-    submit: list[int] = field(default_factory=list)
+    submit: list[Order] = field(default_factory=list)
     resolve: list[int] = field(default_factory=list)
 
 
@@ -124,6 +124,9 @@ class SignalProcessor:
                     store.record_rejection(session, row, decision)
                 else:
                     order = self._intent(decision, signal)
+                    # The first attempt is recorded with the intent: one commit, not two.
+                    order.submit_attempts = 1
+                    order.submitted_at = now
                     session.add(order)
                     await session.flush()
                     assert order.id is not None
@@ -132,10 +135,11 @@ class SignalProcessor:
                             signal_id=signal.signal_id, order_id=order.id, leg=decision.leg
                         )
                     )
-                    work.submit.append(order.id)
+                    work.submit.append(order)
         self._on_committed()
-        for order_id in work.submit:
-            await self._executor.submit(order_id)
+        for order in work.submit:
+            assert order.id is not None
+            await self._executor.submit(order.id, fresh=order)
         for order_id in work.resolve:
             await self._executor.resolve(order_id)
         outcome = await self.outcome(signal.signal_id)

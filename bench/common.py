@@ -1,0 +1,82 @@
+"""Shared plumbing for the benchmarks: throwaway PostgreSQL databases and RabbitMQ vhosts,
+percentiles, and a uniform report line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
+
+
+@asynccontextmanager
+async def pg_database() -> AsyncIterator[tuple[str, str]]:
+    """(SQLAlchemy URL, asyncpg DSN) of a fresh database, dropped afterwards."""
+    name = f"om_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(**PG)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    try:
+        yield (
+            f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{name}",
+            f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{name}",
+        )
+    finally:
+        conn = await asyncpg.connect(**PG)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+def _ctl(*args: str) -> None:
+    exe = shutil.which("rabbitmqctl") or "rabbitmqctl"
+    subprocess.run([exe, "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@asynccontextmanager
+async def vhost() -> AsyncIterator[str]:
+    name = f"om-bench-{uuid.uuid4().hex[:10]}"
+    await asyncio.to_thread(_ctl, "add_vhost", name)
+    await asyncio.to_thread(_ctl, "set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        await asyncio.to_thread(_ctl, "delete_vhost", name)
+
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    if not samples_ms:
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan"), "max": float("nan")}
+    ordered = sorted(samples_ms)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
+
+
+def line(name: str, stats: dict[str, Any]) -> str:
+    parts = []
+    for key, value in stats.items():
+        parts.append(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}")
+    return f"{name:<44} " + " ".join(parts)
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")

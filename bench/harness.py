@@ -1,0 +1,91 @@
+"""Run the real service in-process for a benchmark, with timing taps at its edges."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from om_core.config import load_settings
+from om_core.messaging import MessageBus, create_bus
+from om_core.messaging.base import Message
+from om_core.messaging.topology import ORDER_EVENTS_QUEUE, ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
+from om_core.service import Service
+
+
+@dataclass
+class Taps:
+    """perf_counter() timestamps keyed by signal id / client order id."""
+
+    received: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, float] = field(default_factory=dict)
+    events: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def event(self, event_type: str, key: str) -> None:
+        self.events.setdefault(event_type, {})[key] = time.perf_counter()
+
+
+@asynccontextmanager
+async def service(
+    db_url: str, broker_url: str, extra_env: Mapping[str, str] | None = None
+) -> AsyncIterator[tuple[Service, Taps, MessageBus]]:
+    """A started service with taps on message receipt and exchange send, and a second bus
+    connection (the same in-process bus for memory://) for publishing and listening."""
+    env = {
+        "OM_DATABASE_URL": db_url,
+        "OM_BROKER_URL": broker_url,
+        "OM_DB_AUTO_MIGRATE": "true",
+        "OM_API_ENABLED": "false",
+        "OM_PREFETCH": "64",
+        "OM_LOG_LEVEL": "WARNING",
+        "OM_PLUGIN_PAPER_RANDOM_WALK": "false",
+        "OM_PLUGIN_PAPER_INITIAL_BALANCE": "1000000000",
+        "OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL": "none",
+        "OM_POSITION_SNAPSHOT_INTERVAL_SECONDS": "0",
+        "OM_SYNC_INTERVAL_SECONDS": "0",
+        **(extra_env or {}),
+    }
+    settings = load_settings(env=env)
+    svc = Service(settings, env=env)
+    await svc.start(consume=False)
+    taps = Taps()
+
+    place = svc.exchange.place_order
+
+    async def timed_place(request: Any) -> Any:
+        taps.sent[request.client_order_id] = time.perf_counter()
+        return await place(request)
+
+    svc.exchange.place_order = timed_place  # type: ignore[method-assign]
+
+    async def timed_handle(message: Message) -> None:
+        if message.message_id:
+            taps.received[message.message_id] = time.perf_counter()
+        await svc.signal_consumer.handle(message)
+
+    consumers = [
+        await svc.bus.consume(ORDER_UPDATES_QUEUE, svc.event_subscriber.handle, prefetch=64),
+        await svc.bus.consume(SIGNALS_QUEUE, timed_handle, prefetch=64),
+    ]
+    other = svc.bus if broker_url.startswith("memory") else create_bus(broker_url)
+    if other is not svc.bus:
+        await other.start()
+
+    async def on_event(message: Message) -> None:
+        import json
+
+        event = json.loads(message.body)
+        key = event.get("signal_id") or (event.get("order") or {}).get("exchange_order_id")
+        taps.event(event["event_type"], key or "")
+
+    consumers.append(await other.consume(ORDER_EVENTS_QUEUE, on_event, prefetch=256))
+    try:
+        yield svc, taps, other
+    finally:
+        for consumer in consumers:
+            await consumer.stop(5)
+        if other is not svc.bus:
+            await other.close()
+        await svc.stop()
