@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 SOURCE = "ws-gateway"
 RECONNECTED = "gateway.reconnected"
 TOPICS = ("order", "execution")
+#: A connection that lived this long was healthy: the next one is attempted at once.
+STABLE_AFTER = 30.0
 
 
 def _now_iso() -> str:
@@ -419,6 +421,7 @@ class Gateway:
                 self.connections += 1
                 self.connected.set()
                 self._announce()
+                since = time.monotonic()
                 try:
                     reason = await self._watch(link)
                 finally:
@@ -427,8 +430,11 @@ class Gateway:
                 if self.stopping.is_set():
                     return
                 log.warning("ws-gateway: stream lost (%s); reconnecting", reason)
-                delay = self.config.backoff_initial
-                continue  # the first reconnect is immediate: the gap is where messages go
+                if time.monotonic() - since >= STABLE_AFTER:
+                    # Reconnect at once after a healthy connection: the gap is where
+                    # messages are lost. A connection that keeps dropping backs off.
+                    delay = self.config.backoff_initial
+                    continue
             await self._pause(delay)
             delay = min(delay * 2, self.config.backoff_max)
 

@@ -17,7 +17,15 @@ from om_core.db.models import Order, SignalRecord
 from om_core.db.session import SessionFactory
 from om_plugins.types import Category, OrderType, Side, TimeInForce
 
-__all__ = ["INVALID", "OrderResult", "Outcome", "Reason", "invalid_outcome", "read_outcome"]
+__all__ = [
+    "INVALID",
+    "OrderResult",
+    "Outcome",
+    "Reason",
+    "invalid_outcome",
+    "plain",
+    "read_outcome",
+]
 
 #: Outcome status of a message that is not a valid signal (the service dead-letters it).
 INVALID = "invalid"
@@ -187,5 +195,13 @@ def _reason(raw: Mapping[str, Any]) -> Reason:
     )
 
 
+def plain(value: Decimal) -> str:
+    """``value`` in plain notation without trailing zeros (``0.010`` → ``0.01``), exactly."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
 def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    return None if value is None else plain(value)

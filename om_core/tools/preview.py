@@ -40,6 +40,7 @@ from om_core.plugins import PluginHooks, load_plugins
 from om_core.service import Service
 from om_core.signals.contract import InvalidSignal, parse_signal, read_signal_id
 from om_core.signals.store import FINAL
+from om_core.tools.outcomes import plain
 from om_core.tools.sandbox import expand_plugin_names
 from om_plugins.errors import ExchangeRejected
 from om_plugins.exchange import (
@@ -137,8 +138,8 @@ class Evaluation:
 
 
 def request_fields(request: OrderRequest) -> dict[str, Any]:
-    """The request's fields as JSON: numbers and enums as strings (exact decimals), booleans
-    as booleans, absent values as ``null``."""
+    """The request's fields as JSON: numbers and enums as strings (exact decimals in plain
+    notation, without trailing zeros), booleans as booleans, absent values as ``null``."""
     out: dict[str, Any] = {}
     for item in dataclasses.fields(request):
         value = getattr(request, item.name)
@@ -147,7 +148,7 @@ def request_fields(request: OrderRequest) -> dict[str, Any]:
         elif isinstance(value, Enum):
             out[item.name] = str(value.value)
         elif isinstance(value, Decimal):
-            out[item.name] = format(value, "f")
+            out[item.name] = plain(value)
         else:
             out[item.name] = str(value)
     return out

@@ -24,6 +24,7 @@ from om_core.tools.outcomes import (
     Outcome,
     Reason,
     invalid_outcome,
+    plain,
     read_outcome,
 )
 from om_core.tools.preview import Evaluation, standalone_previewer
@@ -176,7 +177,7 @@ def _cells(row: ReplayRow) -> list[list[str]]:
         return [[signal_id, row.label, row.side or "-", "-", "-", "-", reasons]]
     out = []
     for index, order in enumerate(row.outcome.orders):
-        price = format(order.price, "f") if order.price is not None else "-"
+        price = plain(order.price) if order.price is not None else "-"
         first = index == 0
         out.append(
             [
@@ -184,7 +185,7 @@ def _cells(row: ReplayRow) -> list[list[str]]:
                 row.label if first else "",
                 order.side.value,
                 order.order_type.value,
-                format(order.qty, "f"),
+                plain(order.qty),
                 price,
                 reasons if first else "",
             ]

@@ -252,3 +252,30 @@ async def test_a_definitive_exchange_rejection_is_stored_and_published(
         [event] = await stack.events(1)
         assert event["event_type"] == "order.rejected"
         assert event["order"]["reject_reason"] == "Insufficient balance"
+
+
+async def test_exchange_unavailable_is_retried_and_a_stale_signal_is_never_sent(
+    urls: tuple[str, str],
+) -> None:
+    from om_plugins import ExchangeUnavailable
+
+    async with running(*urls, env={"OM_MAX_SIGNAL_AGE_SECONDS": "1"}) as stack:
+        # Certainly not sent (e.g. connection refused): retried, same client id.
+        stack.paper.fail_next_place(ExchangeUnavailable("connection refused"), execute=False)
+        await stack.publish(sig("unavailable-once"))
+        assert (await stack.outcome("unavailable-once")).status == "placed"
+        cid = client_order_id("unavailable-once", 0)
+        assert stack.paper.create_calls == [cid, cid]
+        assert list(stack.paper.orders) == [cid]
+
+        # Unavailable until the signal is too old: rejected as stale, never executed late.
+        stack.paper.fail_next_place(
+            ExchangeUnavailable("rate limited", retry_after=1.5), execute=False
+        )
+        await stack.publish(sig("unavailable-long"))
+        row = await stack.outcome("unavailable-long")
+        assert row.status == "rejected"
+        assert row.reasons[0]["code"] == "SIGNAL_STALE"
+        [order] = await stack.orders("unavailable-long")
+        assert (order.status, order.reject_code) == ("rejected", "SIGNAL_STALE")
+        assert client_order_id("unavailable-long", 0) not in stack.paper.orders

@@ -406,3 +406,57 @@ async def test_periodic_snapshots_record_mark_and_unrealized_pnl(urls: tuple[str
             "0.010"
         )
         await asyncio.sleep(0)
+
+
+async def test_hedge_mode_keeps_one_position_per_side(urls: tuple[str, str]) -> None:
+    long_open = order_object(
+        link_id="",
+        order_id="h-1",
+        status="Filled",
+        side="Buy",
+        qty="2",
+        cum_qty="2",
+        cum_value="200",
+        cum_fee="0.1",
+        position_idx=1,
+        order_type="Market",
+    )
+    short_open = order_object(
+        link_id="",
+        order_id="h-2",
+        status="Filled",
+        side="Sell",
+        qty="1",
+        cum_qty="1",
+        cum_value="105",
+        cum_fee="0.05",
+        position_idx=2,
+        order_type="Market",
+    )
+    long_close = order_object(
+        link_id="",
+        order_id="h-3",
+        status="Filled",
+        side="Sell",
+        qty="0.5",
+        cum_qty="0.5",
+        cum_value="55",
+        cum_fee="0.02",
+        position_idx=1,
+        order_type="Market",
+    )
+    async with running(*urls) as stack:
+        for message in (long_open, short_open, long_close):
+            await publish_update(stack, stream(message))
+        await wait_for(lambda: position(stack, "BTCUSDT", 1), message="long side")
+
+        async def settled() -> tuple[Position, Position] | None:
+            long_side, short_side = await position(stack, idx=1), await position(stack, idx=2)
+            if long_side is None or short_side is None or long_side.size != Decimal("1.5"):
+                return None
+            return long_side, short_side
+
+        long_side, short_side = await wait_for(settled, message="both sides")
+        assert (long_side.avg_entry_price, long_side.realized_pnl) == (Decimal(100), Decimal(5))
+        assert (short_side.size, short_side.avg_entry_price) == (Decimal(-1), Decimal(105))
+        assert long_side.fees_paid == Decimal("0.12")

@@ -1,0 +1,247 @@
+"""The WS-Gateway against the fake Bybit stream (pybit unmodified), with the in-process bus
+and with a real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from om_core.config import load_settings
+from om_core.gateway import RECONNECTED, Gateway, GatewayConfig, run_gateway
+from om_core.messaging.base import MessageBus
+from om_core.messaging.memory import MemoryBus
+from om_core.messaging.rabbitmq import RabbitBus
+from om_core.messaging.topology import ORDER_UPDATES_QUEUE
+from plugins_builtin.bybit import BybitExchange
+from tests.bybit.conftest import API_KEY, API_SECRET, CONTEXT, limit, settings_for
+from tests.conftest import wait_for
+from tests.fake_bybit import FakeBybit
+
+ACCOUNT = "test-account"
+
+
+def config(fake: FakeBybit, **overrides: Any) -> GatewayConfig:
+    values: dict[str, Any] = {
+        "ws_url": fake.ws_private_url,
+        "api_key": API_KEY,
+        "api_secret": SecretStr(API_SECRET),
+        "account": ACCOUNT,
+        "ping_interval": 5.0,
+        "ping_timeout": 2.0,
+        "connect_timeout": 5.0,
+        "backoff_initial": 0.1,
+        "backoff_max": 1.0,
+        "drain_grace": 2.0,
+    }
+    values.update(overrides)
+    return GatewayConfig(**values)
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[MemoryBus]:
+    memory = MemoryBus(delivery_limit=3)
+    await memory.start()
+    yield memory
+    await memory.close()
+
+
+@pytest.fixture
+async def gateway(fake: FakeBybit, bus: MemoryBus) -> AsyncIterator[Gateway]:
+    running = Gateway(config(fake), bus)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def take(
+    bus: MessageBus, match: Callable[[dict[str, Any]], bool], *, timeout: float = 10.0
+) -> tuple[dict[str, Any], bytes]:
+    """The next message on ws-gateway.order that ``match``es (others are skipped)."""
+    while True:
+        message = await bus.get(ORDER_UPDATES_QUEUE, timeout=timeout)
+        assert message is not None, "no matching message on ws-gateway.order in time"
+        body = json.loads(message.body, parse_float=Decimal)
+        if match(body):
+            return body, message.body
+
+
+def is_reconnected(body: dict[str, Any]) -> bool:
+    return body.get("type") == RECONNECTED
+
+
+def order_update(link: str, status: str) -> Callable[[dict[str, Any]], bool]:
+    def match(body: dict[str, Any]) -> bool:
+        data = body.get("data") or {}
+        items = data.get("data") if data.get("topic") == "order" else None
+        return any(i["orderLinkId"] == link and i["orderStatus"] == status for i in items or [])
+
+    return match
+
+
+async def test_connects_and_announces_itself(
+    fake: FakeBybit, bus: MemoryBus, gateway: Gateway
+) -> None:
+    body, _ = await take(bus, is_reconnected)
+    assert body["source"] == "ws-gateway" and body["account"] == ACCOUNT
+    assert body["at"].endswith("+00:00")
+    assert fake.ws_connections == 1
+    assert gateway.connections == 1
+
+
+async def test_order_and_fill_are_forwarded_in_the_envelope(
+    fake: FakeBybit, bus: MemoryBus, gateway: Gateway
+) -> None:
+    await take(bus, is_reconnected)
+    adapter = BybitExchange(settings_for(fake), CONTEXT)
+    try:
+        request = limit(qty="0.002")
+        await adapter.place_order(request)
+    finally:
+        await adapter.close()
+    new, _ = await take(bus, order_update(request.client_order_id, "New"))
+    assert new["source"] == "ws-gateway" and new["account"] == ACCOUNT
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00", new["received_at"])
+    assert new["data"]["topic"] == "order"
+
+    await fake.fill(request.client_order_id, price=Decimal("50000"))
+    # Bybit pushes the trade, then the order's new state.
+    execution, _ = await take(bus, lambda b: b.get("data", {}).get("topic") == "execution")
+    [trade] = execution["data"]["data"]
+    assert trade["orderLinkId"] == request.client_order_id and trade["execQty"] == "0.002"
+    filled, _ = await take(bus, order_update(request.client_order_id, "Filled"))
+    [item] = filled["data"]["data"]
+    assert item["cumExecQty"] == "0.002"  # numbers stay Bybit's strings
+
+
+async def test_data_is_forwarded_byte_for_byte(
+    fake: FakeBybit, bus: MemoryBus, gateway: Gateway
+) -> None:
+    await take(bus, is_reconnected)
+    await wait_for(lambda: fake.ws_connections == 1, message="an authenticated connection")
+    message = {
+        "id": "raw-1",
+        "topic": "order",
+        "creationTime": 1672364262444,
+        "data": [{"orderLinkId": "raw", "price": "0.10", "qty": "1e-5", "unknownField": None}],
+    }
+    await fake.push_raw(message)
+    body, raw_body = await take(bus, lambda b: b.get("data", {}).get("id") == "raw-1")
+    sent = json.dumps(message).encode()
+    assert raw_body.endswith(b', "data": ' + sent + b"}")
+    assert body["data"]["data"][0]["price"] == "0.10"
+    assert body["data"] == json.loads(sent)
+
+
+async def test_reconnects_after_a_drop_and_announces_it(
+    fake: FakeBybit, bus: MemoryBus, gateway: Gateway
+) -> None:
+    await take(bus, is_reconnected)
+    await fake.drop_ws()
+    await take(bus, is_reconnected)
+    await wait_for(lambda: fake.ws_connections == 1, message="the gateway to reconnect")
+    assert gateway.connections == 2
+    # The new connection is subscribed again: stream messages flow.
+    await fake.push_raw({"id": "after-drop", "topic": "order", "creationTime": 1, "data": []})
+    await take(bus, lambda b: b.get("data", {}).get("id") == "after-drop")
+
+
+async def test_auth_failure_is_logged_loudly_retried_with_backoff_and_keeps_secrets(
+    fake: FakeBybit, bus: MemoryBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "not-the-secret-but-still-secret-42"
+    failing = Gateway(config(fake, api_secret=SecretStr(secret)), bus)
+    with caplog.at_level(logging.DEBUG):
+        await failing.start()
+        try:
+            await wait_for(lambda: fake.auth_failures >= 3, message="three auth attempts")
+            await wait_for(lambda: failing.auth_failures >= 3, message="three failures seen")
+        finally:
+            await failing.stop()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and "refused" in r.message]
+    assert len(errors) >= 3
+    assert "OM_BYBIT_API_KEY" in errors[0].getMessage()
+    delays = [
+        float(m.group(1))
+        for r in errors
+        if (m := re.search(r"retrying in ([\d.]+)s", r.getMessage()))
+    ]
+    assert delays[:3] == [0.1, 0.2, 0.4]  # exponential
+    assert fake.ws_connections == 0 and failing.connections == 0
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert secret not in logged
+
+
+async def test_publishing_is_retried_until_the_broker_takes_the_message(
+    fake: FakeBybit, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = MemoryBus(delivery_limit=3)  # not started: every publish fails
+    gateway = Gateway(config(fake, queue_size=2), bus)
+    await gateway.start()
+    try:
+        await wait_for(lambda: fake.ws_connections == 1, message="a connection")
+        await wait_for(lambda: len(gateway.inbox) == 1, message="the control message queued")
+        for n in range(5):  # more than the queue holds: the stream waits, nothing is dropped
+            await fake.push_raw({"id": f"m{n}", "topic": "order", "creationTime": n, "data": []})
+        await wait_for(lambda: len(gateway.inbox) == 2, message="a full queue")
+        await wait_for(
+            lambda: any("queue full" in r.getMessage() for r in caplog.records),
+            message="a loud queue-full log",
+        )
+        await bus.start()
+        bodies = [(await take(bus, lambda b: True))[0] for _ in range(6)]
+    finally:
+        await gateway.stop()
+        await bus.close()
+    assert is_reconnected(bodies[0])
+    assert [b["data"]["id"] for b in bodies[1:]] == ["m0", "m1", "m2", "m3", "m4"]
+    assert any(r.levelno == logging.ERROR and "failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_run_gateway_reads_om_bybit_settings(fake: FakeBybit, bus: MemoryBus) -> None:
+    env = {
+        "OM_EXCHANGE": "bybit",
+        "OM_BYBIT_API_KEY": API_KEY,
+        "OM_BYBIT_API_SECRET": API_SECRET,
+        "OM_BYBIT_WS_URL": fake.ws_private_url,
+        "OM_BYBIT_ACCOUNT_LABEL": "from-env",
+    }
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_gateway(load_settings(env=env), bus, stop=stop, env=env))
+    try:
+        body, _ = await take(bus, is_reconnected)
+        assert body["account"] == "from-env"
+    finally:
+        stop.set()
+        await task
+    await wait_for(lambda: fake.ws_connections == 0, message="the connection closed")
+
+
+@pytest.mark.rabbitmq
+async def test_forwards_to_rabbitmq(fake: FakeBybit, amqp_url: str) -> None:
+    rabbit = RabbitBus(amqp_url, queue_type="quorum", delivery_limit=5)
+    await rabbit.start()
+    gateway = Gateway(config(fake), rabbit)
+    await gateway.start()
+    try:
+        await take(rabbit, is_reconnected)
+        await wait_for(lambda: fake.ws_connections == 1, message="an authenticated connection")
+        message = {"id": "amqp-1", "topic": "execution", "creationTime": 2, "data": []}
+        await fake.push_raw(message)
+        body, raw_body = await take(rabbit, lambda b: b.get("data", {}).get("id") == "amqp-1")
+        assert raw_body.endswith(b', "data": ' + json.dumps(message).encode() + b"}")
+        assert body["source"] == "ws-gateway" and body["account"] == ACCOUNT
+        await fake.drop_ws()
+        await take(rabbit, is_reconnected)
+    finally:
+        await gateway.stop()
+        await rabbit.close()
