@@ -24,6 +24,7 @@ from tests.fake_bybit.faults import (
 )
 from tests.fake_bybit.instruments import DEFAULT_PRICES, Instrument, default_instruments
 from tests.fake_bybit.model import BybitError, FakeOrder
+from tests.fake_bybit.queries import Queries
 from tests.fake_bybit.signing import check_request
 from tests.fake_bybit.state import Event, Exchange
 from tests.fake_bybit.ws import PrivateStream
@@ -75,23 +76,24 @@ class FakeBybit:
             clock=self.now_ms,
             ack_delay=ws_ack_delay,
         )
+        queries = Queries(self.exchange)
         self._routes: dict[tuple[str, str], tuple[bool, _Handler]] = {
             ("POST", "/v5/order/create"): (True, self._create),
             ("POST", "/v5/order/cancel"): (True, self._mutation(self.exchange.cancel)),
             ("POST", "/v5/order/cancel-all"): (True, self._mutation(self.exchange.cancel_all)),
-            ("GET", "/v5/order/realtime"): (True, self._query(self.exchange.realtime)),
-            ("GET", "/v5/order/history"): (True, self._query(self.exchange.history)),
-            ("GET", "/v5/execution/list"): (True, self._query(self.exchange.execution_list)),
-            ("GET", "/v5/position/list"): (True, self._query(self.exchange.position_list)),
+            ("GET", "/v5/order/realtime"): (True, self._query(queries.realtime)),
+            ("GET", "/v5/order/history"): (True, self._query(queries.history)),
+            ("GET", "/v5/execution/list"): (True, self._query(queries.execution_list)),
+            ("GET", "/v5/position/list"): (True, self._query(queries.position_list)),
             ("GET", "/v5/account/wallet-balance"): (
                 True,
-                self._query(self.exchange.wallet_balance),
+                self._query(queries.wallet_balance),
             ),
             ("GET", "/v5/market/instruments-info"): (
                 False,
-                self._query(self.exchange.instruments_info),
+                self._query(queries.instruments_info),
             ),
-            ("GET", "/v5/market/tickers"): (False, self._query(self.exchange.tickers)),
+            ("GET", "/v5/market/tickers"): (False, self._query(queries.tickers)),
             ("GET", "/v5/market/time"): (False, self._server_time),
         }
         self._runner: web.AppRunner | None = None
@@ -101,6 +103,7 @@ class FakeBybit:
     # -------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
+        self._stopping = asyncio.Event()
         app = web.Application()
         app.router.add_get("/v5/private", self._stream.handle)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -111,7 +114,7 @@ class FakeBybit:
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self._base = f"{host}:{port}"
+        self._base = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def stop(self) -> None:
         self._stopping.set()

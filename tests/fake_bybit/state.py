@@ -14,38 +14,37 @@ orders fill at their own price as makers when a later price crosses them, or whe
 from __future__ import annotations
 
 import itertools
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from decimal import ROUND_DOWN, Decimal
-from typing import Any, TypeVar
-from urllib.parse import unquote
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from tests.fake_bybit import wire
 from tests.fake_bybit.instruments import Instrument
 from tests.fake_bybit.model import (
     FEE_RATES,
-    OPEN_STATUSES,
     ZERO,
     BybitError,
     Execution,
     FakeOrder,
     Position,
 )
-from tests.fake_bybit.params import BodyParams, QueryParams, parse_decimal
+from tests.fake_bybit.params import BodyParams
+from tests.fake_bybit.rules import (
+    CATEGORIES,
+    NewOrder,
+    check_derivative_lot,
+    check_spot_lot,
+    parse_create,
+)
 
 #: ``(topic, category, item)`` for the private WebSocket.
 Event = tuple[str, str, dict[str, Any]]
 
-CATEGORIES = ("linear", "inverse", "spot", "option")
-_ORDER_LINK_ID = re.compile(r"[0-9A-Za-z_-]{1,36}")
-_CURSOR = re.compile(r"page_args=(\d+)")
-_MISSING_SCOPE = "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin"
+MISSING_SCOPE = "Missing some parameters that must be filled in, symbol or settleCoin or baseCoin"
 #: How far a derivatives market order's protection price sits from the last price.
 _MARKET_SLIPPAGE = Decimal("0.01")
-_SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
-
-T = TypeVar("T")
+_PRICE_QUANTUM = Decimal("0.00000001")
 
 
 class Exchange:
@@ -71,7 +70,8 @@ class Exchange:
         self.orders_by_link: dict[str, FakeOrder] = {}
         self.executions: list[Execution] = []
         self.positions: dict[str, Position] = {}
-        self._clock = clock
+        #: Server time in ms.
+        self.now_ms = clock
         self._seq = itertools.count(4_688_002_127)
         self._index = itertools.count(1)
         self._spot_ids = itertools.count(1_900_000_000_000_000_001)
@@ -86,113 +86,47 @@ class Exchange:
         With ``reject_reason`` the order is accepted (acknowledged) and then ``Rejected`` by the
         matching engine instead of matched, as Bybit's asynchronous order entry can do.
         """
-        p = BodyParams(body)
-        category = p.required("category")
-        if category not in CATEGORIES:
-            raise BybitError(10001, "Illegal category")
-        symbol = p.required("symbol")
-        inst = self.instruments.get((category, symbol))
-        spot = category == "spot"
-        if inst is None:
-            raise (
-                BybitError(170121, "Invalid symbol.")
-                if spot
-                else BybitError(10001, "params error: symbol invalid")
-            )
-        side = p.required("side")
-        if side not in ("Buy", "Sell"):
-            raise (
-                BybitError(170117, "Invalid side.")
-                if spot
-                else BybitError(10001, "params error: side invalid")
-            )
-        order_type = p.required("orderType")
-        if order_type not in ("Market", "Limit"):
-            raise (
-                BybitError(170116, "Invalid orderType.")
-                if spot
-                else BybitError(10001, "params error: orderType invalid")
-            )
-        qty = parse_decimal(p.required("qty"))
-        if qty is None or qty <= 0:
-            raise (
-                BybitError(170130, "Data sent for paramter 'qty' is not valid.")
-                if spot
-                else (BybitError(10001, "Qty invalid"))
-            )
-        price_text = p.text("price")
-        time_in_force = p.text("timeInForce", "GTC")
-        if time_in_force not in ("GTC", "IOC", "FOK", "PostOnly", "RPI"):
-            raise (
-                BybitError(170115, "Invalid timeInForce.")
-                if spot
-                else BybitError(10001, "params error: timeInForce invalid")
-            )
-        link = p.text("orderLinkId")
-        if link and not _ORDER_LINK_ID.fullmatch(link):
-            raise BybitError(10001, "params error: orderLinkId invalid")
-        reduce_only = p.flag("reduceOnly", False)
-        close_on_trigger = p.flag("closeOnTrigger", False)
-        position_idx = p.integer("positionIdx", 0)
-        p.integer("isLeverage", 0)
-        p.integer("triggerDirection", 0)
-        market_unit = p.text("marketUnit")
-        take_profit = self._optional_price(p, "takeProfit", inst)
-        stop_loss = self._optional_price(p, "stopLoss", inst)
-        for name in ("tpslMode", "tpTriggerBy", "slTriggerBy", "orderFilter", "smpType"):
-            p.text(name)
-        if p.text("triggerPrice"):
-            raise BybitError(10001, "fake-bybit: conditional orders (triggerPrice) not supported")
-        if position_idx in (1, 2):
-            raise BybitError(10001, "position idx not match position mode")
-        if position_idx != 0:
-            raise BybitError(10001, "params error: positionIdx invalid")
+        new = parse_create(body, self.instruments)
+        inst, link = new.instrument, new.order_link_id
         if link and link in self.orders_by_link:
-            if spot:
+            if new.spot:
                 raise BybitError(170141, "Duplicate clientOrderId")
             raise BybitError(110072, "OrderLinkedID is duplicate")
-
-        last = self.prices[symbol]
-        price: Decimal | None = None
-        if order_type == "Limit":
-            if not price_text:
-                raise BybitError(10001, "params error: price is required for a limit order")
-            price = parse_decimal(price_text)
-            if price is None or price <= 0:
-                raise (
-                    BybitError(170130, "Data sent for paramter 'price' is not valid.")
-                    if (spot)
-                    else BybitError(10001, "Price invalid")
-                )
+        last = self.prices[inst.symbol]
+        qty, price, market_unit = new.qty, new.price, ""
+        if new.spot:
+            needs = check_spot_lot(new, last)
+            if needs.amount > self.free(needs.coin):
+                raise BybitError(170131, "Balance insufficient")
+            market_unit = needs.market_unit
         else:
-            time_in_force = "IOC"
-
-        if spot:
-            market_unit = self._check_spot(inst, side, order_type, qty, price, market_unit, last)
-        else:
-            market_unit = ""
-            qty = self._check_derivative(inst, side, order_type, qty, price, reduce_only, last)
-            if order_type == "Market":
-                factor = 1 + _MARKET_SLIPPAGE if side == "Buy" else 1 - _MARKET_SLIPPAGE
+            notional = check_derivative_lot(new, last)
+            if new.reduce_only:
+                qty = self._reduce_only_qty(new)
+            elif notional / self.position(inst).leverage > self.available_margin(inst.settle_coin):
+                raise BybitError(110007, "ab not enough for new order")
+            if new.order_type == "Market":
+                # Bybit shows a market order's price as its slippage-protection limit.
+                factor = 1 + _MARKET_SLIPPAGE if new.side == "Buy" else 1 - _MARKET_SLIPPAGE
                 price = (last * factor).quantize(inst.tick_size, rounding=ROUND_DOWN)
 
-        now = self._clock()
+        now = self.now_ms()
         order = FakeOrder(
             index=next(self._index),
-            order_id=str(next(self._spot_ids)) if spot else str(uuid.uuid4()),
+            order_id=str(next(self._spot_ids)) if new.spot else str(uuid.uuid4()),
             order_link_id=link,
             instrument=inst,
-            side=side,
-            order_type=order_type,
+            side=new.side,
+            order_type=new.order_type,
             qty=qty,
             price=price,
-            time_in_force=time_in_force,
-            reduce_only=reduce_only,
-            close_on_trigger=close_on_trigger,
-            position_idx=position_idx,
+            time_in_force=new.time_in_force,
+            reduce_only=new.reduce_only,
+            close_on_trigger=new.close_on_trigger,
+            position_idx=new.position_idx,
             market_unit=market_unit,
-            take_profit=take_profit,
-            stop_loss=stop_loss,
+            take_profit=new.take_profit,
+            stop_loss=new.stop_loss,
             last_price_on_created=last,
             created_ms=now,
             updated_ms=now,
@@ -207,6 +141,16 @@ class Exchange:
             events = self._match_new(order, last)
         return {"orderId": order.order_id, "orderLinkId": link}, events
 
+    def _reduce_only_qty(self, new: NewOrder) -> Decimal:
+        """Bybit trims a reduce-only order to the position it reduces."""
+        position = self.positions.get(new.instrument.symbol)
+        size = position.size if position is not None else ZERO
+        if size == 0:
+            raise BybitError(110017, "current position is zero, cannot fix reduce-only order qty")
+        if (new.side == "Buy") == (size > 0):
+            raise BybitError(110017, "Reduce-only rule not satisfied")
+        return min(new.qty, abs(size))
+
     def _match_new(self, order: FakeOrder, last: Decimal) -> list[Event]:
         if order.order_type == "Market":
             return self._fill(order, order.leaves_qty or order.qty, last, is_maker=False)
@@ -216,117 +160,11 @@ class Exchange:
             return self._close(order, "Cancelled", reject_reason="EC_PostOnlyWillTakeLiquidity")
         if crosses:
             return self._fill(order, order.leaves_qty, last, is_maker=False)
-        if order.time_in_force in ("IOC", "FOK"):
-            reason = (
-                "EC_NoImmediateQtyToFill"
-                if order.time_in_force == "IOC"
-                else ("EC_CancelForNoFullFill")
-            )
-            return self._close(order, "Cancelled", reject_reason=reason)
+        if order.time_in_force == "IOC":
+            return self._close(order, "Cancelled", reject_reason="EC_NoImmediateQtyToFill")
+        if order.time_in_force == "FOK":
+            return self._close(order, "Cancelled", reject_reason="EC_CancelForNoFullFill")
         return [self._order_event(order), *self._position_events(order.instrument)]
-
-    def _optional_price(self, p: BodyParams, name: str, inst: Instrument) -> Decimal | None:
-        text = p.text(name)
-        if not text:
-            return None
-        value = parse_decimal(text)
-        if value is None or value % inst.tick_size != 0:
-            raise BybitError(10001, f"params error: {name} invalid")
-        return value if value > 0 else None
-
-    def _check_derivative(
-        self,
-        inst: Instrument,
-        side: str,
-        order_type: str,
-        qty: Decimal,
-        price: Decimal | None,
-        reduce_only: bool,
-        last: Decimal,
-    ) -> Decimal:
-        """Bybit's lot, tick, notional, reduce-only and margin rules; returns the order qty."""
-        if qty % inst.qty_step != 0:
-            raise BybitError(10001, "Qty invalid")
-        if qty < inst.lot("minOrderQty"):
-            raise BybitError(10001, "The number of contracts exceeds minimum limit allowed")
-        max_qty = inst.lot("maxMktOrderQty" if order_type == "Market" else "maxOrderQty")
-        if qty > max_qty:
-            raise BybitError(
-                10001,
-                "The number of contracts exceeds maximum limit allowed: too large, "
-                f"order_qty:{int(qty * 10**8)} > max_qty:{int(max_qty * 10**8)}",
-            )
-        if price is not None:
-            if price % inst.tick_size != 0:
-                raise BybitError(10001, "Price invalid")
-            low, high = inst.min_price, inst.max_price
-            if (low is not None and price < low) or (high is not None and price > high):
-                raise BybitError(110003, "Order price exceeds the allowable range.")
-        notional = qty * (price if price is not None else last)
-        min_notional = inst.lot("minNotionalValue")
-        if notional < min_notional:
-            raise BybitError(
-                110094,
-                f"Order does not meet minimum order value {wire.plain(min_notional)}"
-                f"{inst.settle_coin}",
-            )
-        if reduce_only:
-            position = self.positions.get(inst.symbol)
-            size = position.size if position is not None else ZERO
-            if size == 0:
-                raise BybitError(
-                    110017, "current position is zero, cannot fix reduce-only order qty"
-                )
-            if (side == "Buy") == (size > 0):
-                raise BybitError(110017, "Reduce-only rule not satisfied")
-            return min(qty, abs(size))
-        leverage = self._position(inst).leverage
-        if notional / leverage > self.available_margin(inst.settle_coin):
-            raise BybitError(110007, "ab not enough for new order")
-        return qty
-
-    def _check_spot(
-        self,
-        inst: Instrument,
-        side: str,
-        order_type: str,
-        qty: Decimal,
-        price: Decimal | None,
-        market_unit: str,
-        last: Decimal,
-    ) -> str:
-        """Bybit's spot lot, tick, amount and balance rules; returns the effective marketUnit."""
-        if order_type == "Market":
-            market_unit = market_unit or ("quoteCoin" if side == "Buy" else "baseCoin")
-            if market_unit not in ("baseCoin", "quoteCoin"):
-                raise BybitError(170130, "Data sent for paramter 'marketUnit' is not valid.")
-        else:
-            market_unit = ""
-        if market_unit == "quoteCoin":
-            if qty % inst.lot("quotePrecision") != 0:
-                raise BybitError(170148, "Market order amount decimal too long")
-            amount = qty
-        else:
-            if qty % inst.lot("basePrecision") != 0:
-                raise BybitError(170137, "Order volume decimal too long")
-            if qty < inst.lot("minOrderQty"):
-                raise BybitError(170136, "Order quantity lower than the minimum.")
-            limit_name = "maxMarketOrderQty" if order_type == "Market" else "maxLimitOrderQty"
-            if qty > inst.lot(limit_name):
-                raise BybitError(170135, "Order quantity too large.")
-            amount = qty * (price if price is not None else last)
-        if price is not None and price % inst.tick_size != 0:
-            raise BybitError(170134, "Order price decimal too long.")
-        if amount < inst.lot("minOrderAmt"):
-            raise BybitError(170140, "Transaction amount lower than the minimum.")
-        if side == "Buy":
-            need, coin = amount, inst.quote_coin
-        else:
-            need = qty if market_unit != "quoteCoin" else qty / last
-            coin = inst.base_coin
-        if need > self.free(coin):
-            raise BybitError(170131, "Balance insufficient")
-        return market_unit
 
     def cancel(self, body: Mapping[str, Any]) -> tuple[dict[str, str], list[Event]]:
         """``POST /v5/order/cancel``."""
@@ -362,7 +200,7 @@ class Exchange:
             raise BybitError(10001, "Illegal category")
         symbol, base, settle = p.text("symbol"), p.text("baseCoin"), p.text("settleCoin")
         if category == "linear" and not (symbol or base or settle):
-            raise BybitError(10001, _MISSING_SCOPE)
+            raise BybitError(10001, MISSING_SCOPE)
         cancelled: list[dict[str, str]] = []
         events: list[Event] = []
         for order in sorted(self.orders_by_id.values(), key=lambda o: o.index):
@@ -396,7 +234,7 @@ class Exchange:
         order.status = status
         order.cancel_type = cancel_type
         order.reject_reason = reject_reason
-        order.updated_ms = self._clock()
+        order.updated_ms = self.now_ms()
         return [self._order_event(order), *self._position_events(order.instrument)]
 
     # ------------------------------------------------------------------ fills
@@ -440,7 +278,7 @@ class Exchange:
             if qty > room:
                 partial = self._fill(order, room, price, is_maker=is_maker)
                 return partial + self._close(order, "Cancelled", cancel_type="CancelByReduceOnly")
-        now = self._clock()
+        now = self.now_ms()
         taker, maker = FEE_RATES[inst.category]
         rate = maker if is_maker else taker
         closed_size = exec_pnl = ZERO
@@ -506,15 +344,17 @@ class Exchange:
         self, inst: Instrument, side: str, qty: Decimal, price: Decimal, fee: Decimal, now: int
     ) -> tuple[Decimal, Decimal]:
         """Books a derivatives fill; returns (closed size, gross realised PnL)."""
-        position = self._position(inst)
+        position = self.position(inst)
         signed = qty if side == "Buy" else -qty
         closed = pnl = ZERO
         if position.size == 0:
             position.cur_realised_pnl = ZERO
         if position.size == 0 or (position.size > 0) == (signed > 0):
             new_size = position.size + signed
-            position.avg_price = (abs(position.size) * position.avg_price + qty * price) / abs(
-                new_size
+            total = abs(position.size) * position.avg_price + qty * price
+            # Bybit keeps entry prices to 8 decimals, and computes PnL from that.
+            position.avg_price = (total / abs(new_size)).quantize(
+                _PRICE_QUANTUM, rounding=ROUND_HALF_UP
             )
             position.size = new_size
         else:
@@ -532,10 +372,10 @@ class Exchange:
         position.updated_ms = now
         return closed, pnl
 
-    def _position(self, inst: Instrument) -> Position:
+    def position(self, inst: Instrument) -> Position:
         position = self.positions.get(inst.symbol)
         if position is None:
-            now = self._clock()
+            now = self.now_ms()
             position = Position(inst, created_ms=now, updated_ms=now)
             self.positions[inst.symbol] = position
         return position
@@ -550,7 +390,7 @@ class Exchange:
         """Bybit pushes the position on every order change of a derivatives symbol."""
         if inst.category == "spot":
             return []
-        position = self._position(inst)
+        position = self.position(inst)
         return [("position", inst.category, wire.position_ws(position, self.prices[inst.symbol]))]
 
     # --------------------------------------------------------------- balances
@@ -571,7 +411,7 @@ class Exchange:
                 and not order.reduce_only
                 and order.price is not None
             ):
-                total += order.leaves_qty * order.price / self._position(inst).leverage
+                total += order.leaves_qty * order.price / self.position(inst).leverage
         return total
 
     def locked(self, coin: str) -> Decimal:
@@ -664,229 +504,8 @@ class Exchange:
             "coin": coin_items,
         }
 
-    # ---------------------------------------------------------------- queries
-
-    def _category(self, q: QueryParams) -> str:
-        category = q.text("category")
-        if category not in CATEGORIES:
-            raise BybitError(10001, "Illegal category")
-        return category
-
-    def _orders_matching(self, q: QueryParams, category: str) -> list[FakeOrder] | None:
-        """Orders selected by Bybit's priority orderId > orderLinkId; ``None``: not by id."""
-        order_id, link = q.text("orderId"), q.text("orderLinkId")
-        if order_id:
-            found = self.orders_by_id.get(order_id)
-        elif link:
-            found = self.orders_by_link.get(link)
-        else:
-            return None
-        if found is None or found.category != category:
-            return []
-        return [found]
-
-    def _scoped(self, orders: Iterable[FakeOrder], q: QueryParams) -> list[FakeOrder]:
-        symbol, base, settle = q.text("symbol"), q.text("baseCoin"), q.text("settleCoin")
-        return [
-            o
-            for o in orders
-            if (not symbol or o.symbol == symbol)
-            and (not base or o.instrument.base_coin == base)
-            and (not settle or o.instrument.settle_coin == settle)
-        ]
-
-    def realtime(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/order/realtime``: open orders, and recent closed ones with ``openOnly=1``."""
-        q = QueryParams(query)
-        category = self._category(q)
-        if category == "linear" and not (
-            q.text("symbol") or q.text("baseCoin") or q.text("settleCoin")
-        ):
-            raise BybitError(10001, _MISSING_SCOPE)
-        open_only = q.integer("openOnly", default=0, low=0, high=2)
-        limit = q.integer("limit", default=20, low=1, high=50)
-        q.text("orderFilter")
-        selected = self._orders_matching(q, category)
-        if selected is None:
-            selected = [
-                o
-                for o in self.orders_by_id.values()
-                if o.category == category and (o.is_open or open_only != 0)
-            ]
-        visible = [o for o in self._scoped(selected, q) if o.in_realtime]
-        return self._page_of_orders(visible, category, limit, q.text("cursor"))
-
-    def history(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/order/history``: every order of the last seven days, any status."""
-        q = QueryParams(query)
-        category = self._category(q)
-        limit = q.integer("limit", default=20, low=1, high=50)
-        start, end = self._time_window(q)
-        status = q.text("orderStatus")
-        q.text("orderFilter")
-        selected = self._orders_matching(q, category)
-        if selected is None:
-            selected = [
-                o
-                for o in self.orders_by_id.values()
-                if o.category == category and start <= o.created_ms <= end
-            ]
-        chosen = [o for o in self._scoped(selected, q) if not status or o.status == status]
-        return self._page_of_orders(chosen, category, limit, q.text("cursor"))
-
-    def _time_window(self, q: QueryParams) -> tuple[int, int]:
-        start_text, end_text = q.text("startTime"), q.text("endTime")
-        if bool(start_text) != bool(end_text):
-            raise BybitError(10001, "params error: startTime and endTime must be passed together")
-        if not start_text:
-            now = self._clock()
-            return now - _SEVEN_DAYS_MS, now + 1
-        try:
-            start, end = int(start_text), int(end_text)
-        except ValueError:
-            raise BybitError(10001, "params error: startTime or endTime invalid") from None
-        if end < start or end - start > _SEVEN_DAYS_MS:
-            raise BybitError(10001, "params error: time range must be within 7 days")
-        return start, end
-
-    def _page_of_orders(
-        self, orders: list[FakeOrder], category: str, limit: int, cursor: str
-    ) -> dict[str, Any]:
-        page, next_cursor = _page(orders, limit, cursor, key=lambda o: o.index)
-        return {
-            "list": [wire.order_rest(o) for o in page],
-            "nextPageCursor": next_cursor,
-            "category": category,
-        }
-
-    def execution_list(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/execution/list``, newest first."""
-        q = QueryParams(query)
-        category = self._category(q)
-        limit = q.integer("limit", default=50, low=1, high=100)
-        start, end = self._time_window(q)
-        symbol, base = q.text("symbol"), q.text("baseCoin")
-        order_id, link = q.text("orderId"), q.text("orderLinkId")
-        exec_type = q.text("execType")
-        chosen = [
-            e
-            for e in self.executions
-            if e.category == category
-            and start <= e.exec_time_ms <= end
-            and (not symbol or e.symbol == symbol)
-            and (not base or e.instrument.base_coin == base)
-            and (not order_id or e.order_id == order_id)
-            and (not link or e.order_link_id == link)
-            and (not exec_type or exec_type == "Trade")
-        ]
-        page, next_cursor = _page(chosen, limit, q.text("cursor"), key=lambda e: e.seq)
-        return {
-            "nextPageCursor": next_cursor,
-            "category": category,
-            "list": [wire.execution_rest(e) for e in page],
-        }
-
-    def position_list(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/position/list`` (one-way mode)."""
-        q = QueryParams(query)
-        category = q.text("category")
-        if category not in ("linear", "inverse", "option"):
-            raise BybitError(10001, "Illegal category")
-        limit = q.integer("limit", default=20, low=1, high=200)
-        symbol, settle, base = q.text("symbol"), q.text("settleCoin"), q.text("baseCoin")
-        if category == "linear" and not (symbol or settle or base):
-            raise BybitError(10001, _MISSING_SCOPE)
-        if symbol:
-            inst = self.instruments.get((category, symbol))
-            if inst is None:
-                raise BybitError(10001, "params error: symbol invalid")
-            positions = [self._position(inst)]
-        else:
-            positions = [
-                p
-                for p in self.positions.values()
-                if p.instrument.category == category
-                and p.size != 0
-                and (not settle or p.instrument.settle_coin == settle)
-                and (not base or p.instrument.base_coin == base)
-            ]
-        positions.sort(key=lambda p: p.instrument.symbol)
-        ranked = {id(p): i for i, p in enumerate(reversed(positions), start=1)}
-        page, next_cursor = _page(positions, limit, q.text("cursor"), key=lambda p: ranked[id(p)])
-        return {
-            "list": [wire.position_rest(p, self.prices[p.instrument.symbol]) for p in page],
-            "nextPageCursor": next_cursor,
-            "category": category,
-        }
-
-    def wallet_balance(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/account/wallet-balance?accountType=UNIFIED``."""
-        q = QueryParams(query)
-        account_type = q.text("accountType")
-        if account_type != "UNIFIED":
-            raise BybitError(10001, "accountType only support UNIFIED.")
-        coin = q.text("coin")
-        coins = {c for c in coin.split(",") if c} if coin else None
-        return {"list": [self.wallet_account(coins)]}
-
-    def instruments_info(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/market/instruments-info``."""
-        q = QueryParams(query)
-        category = self._category(q)
-        q.integer("limit", default=500, low=1, high=1000)
-        symbol, status, base = q.text("symbol"), q.text("status"), q.text("baseCoin")
-        items = [
-            dict(inst.info)
-            for inst in self.instruments.values()
-            if inst.category == category
-            and (not symbol or inst.symbol == symbol)
-            and (not status or inst.info.get("status") == status)
-            and (not base or inst.base_coin == base)
-        ]
-        result: dict[str, Any] = {"category": category, "list": items}
-        if category != "spot":
-            result["nextPageCursor"] = ""
-        return result
-
-    def tickers(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/market/tickers``."""
-        q = QueryParams(query)
-        category = self._category(q)
-        symbol = q.text("symbol")
-        listed = [i for i in self.instruments.values() if i.category == category]
-        if symbol:
-            listed = [i for i in listed if i.symbol == symbol]
-            if not listed:
-                raise BybitError(10001, "Not supported symbols")
-        return {
-            "category": category,
-            "list": [wire.ticker(i, self.prices[i.symbol]) for i in listed],
-        }
-
-    def open_orders(self) -> list[FakeOrder]:
-        return [o for o in self.orders_by_id.values() if o.status in OPEN_STATUSES]
-
 
 def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     if denominator <= 0:
         return ZERO
     return (numerator / denominator).quantize(Decimal("0.0001"))
-
-
-def _page(
-    items: list[T], limit: int, cursor: str, *, key: Callable[[T], int]
-) -> tuple[list[T], str]:
-    """Newest first, ``limit`` at a time; Bybit-style opaque, percent-encoded cursors."""
-    ordered = sorted(items, key=key, reverse=True)
-    if cursor:
-        # The query string was decoded once already; a client that encoded the cursor a
-        # second time still names the same page.
-        match = _CURSOR.search(unquote(unquote(cursor)))
-        if match is None:
-            raise BybitError(10001, "params error: cursor invalid")
-        after = int(match.group(1))
-        ordered = [item for item in ordered if key(item) < after]
-    page = ordered[:limit]
-    if len(ordered) <= limit:
-        return page, ""
-    return page, f"page_args%3D{key(page[-1])}%26"

@@ -17,7 +17,8 @@ Frames follow the docs (``websocket/wss-authentication.mdx`` and the private top
   protocol-level pings are answered by aiohttp.
 * Pushes: ``{"id","topic","creationTime","data":[item]}``, one message per change, in the
   order the changes happened; ``topic`` is the name the connection subscribed with
-  (``order`` or ``order.linear``).
+  (``order`` or ``order.linear``). ``order``, ``execution``, ``position`` and ``wallet`` are
+  pushed; ``execution.fast``, ``greeks`` and ``dcp`` are accepted but never pushed.
 """
 
 from __future__ import annotations
