@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: The token ``builtin`` in ``OM_PLUGINS`` expands to these, in this order.
-BUILTIN_PLUGINS = ("paper", "risk", "order_type", "sizing")
+BUILTIN_PLUGINS = ("paper", "risk", "order_type", "sizing", "bybit")
 
 
 class ConfigError(Exception):

@@ -100,12 +100,18 @@ class SignalProcessor:
         async with locked_transaction(
             self._factory, symbol_lock_key(signal.category.value, signal.symbol)
         ) as session:
-            row, _ = await store.get_or_create(session, signal, payload, received_at)
+            row, created = await store.get_or_create(session, signal, payload, received_at)
             if row.status in FINAL:
                 return _duplicate(await self._outcome_in(session, row))
             orders = (
-                await session.exec(select(Order).where(col(Order.signal_id) == signal.signal_id))
-            ).all()
+                []
+                if created
+                else (
+                    await session.exec(
+                        select(Order).where(col(Order.signal_id) == signal.signal_id)
+                    )
+                ).all()
+            )
             if orders:
                 # An earlier attempt committed its intents and died: never decide twice.
                 work.resolve = [o.id for o in orders if o.status in IN_DOUBT and o.id]

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -277,7 +277,7 @@ class _Link:
     def on_closed(self, reason: str) -> None:
         self._call(self._closed, reason)
 
-    def _call(self, callback: Any, *args: Any) -> None:
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
         try:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:
@@ -310,7 +310,8 @@ class _Link:
             self.closed.set()
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"connection closed: {reason}"))
-        self._gateway.wakeup.set()
+        if self._gateway.current_link is self:  # a closing old connection wakes nobody
+            self._gateway.wakeup.set()
 
     def alive(self) -> bool:
         stream = self.stream
@@ -351,7 +352,9 @@ class Gateway:
         self.published = 0
         self.connected = asyncio.Event()
         self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ws-gateway")
-        self._link: _Link | None = None
+        #: The connection being opened or in use.
+        self.current_link: _Link | None = None
+        self._stop_requested = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
 
@@ -372,6 +375,7 @@ class Gateway:
     async def stop(self) -> None:
         """Disconnect, give queued messages ``drain_grace`` seconds to be published, stop."""
         self.stopping.set()
+        self._stop_requested.set()
         self.wakeup.set()
         if self._supervisor is not None:
             self._supervisor.cancel()
@@ -441,7 +445,7 @@ class Gateway:
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
         link = _Link(self, loop)
-        self._link = link
+        self.current_link = link
         opening = loop.run_in_executor(self._threads, self._open, link)
         opening.add_done_callback(_retrieve)
         timeout = self.config.connect_timeout
@@ -500,8 +504,8 @@ class Gateway:
 
     async def _close(self, link: _Link) -> None:
         stream = link.stream
-        if self._link is link:
-            self._link = None
+        if self.current_link is link:
+            self.current_link = None
         if stream is None:
             return
         loop = asyncio.get_running_loop()
@@ -515,9 +519,8 @@ class Gateway:
     async def _pause(self, delay: float) -> None:
         # Jitter keeps several gateways from reconnecting in lockstep.
         wait = delay * random.uniform(0.8, 1.2)
-        self.wakeup.clear()
         try:
-            await asyncio.wait_for(self.wakeup.wait(), timeout=wait)
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=wait)
         except TimeoutError:
             pass
 

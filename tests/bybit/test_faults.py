@@ -244,3 +244,23 @@ async def test_thirty_creates_at_ten_per_second_take_two_seconds_without_a_10006
     assert failures == []
     assert len(fake.create_calls) == 30
     assert elapsed >= 1.9
+
+
+async def test_get_order_never_says_none_when_a_lookup_failed(
+    fake: FakeBybit, exchange: BybitExchange
+) -> None:
+    request = limit()
+    await exchange.place_order(request)
+    fake.forget_from_realtime(request.client_order_id)
+    for _ in range(3):  # more than a read's attempts
+        fake.fail_next("/v5/order/history", 502)
+    with pytest.raises(ExchangeUnavailable):
+        await exchange.get_order(Category.LINEAR, "BTCUSDT", request.client_order_id)
+    for _ in range(3):
+        fake.fail_next("/v5/execution/list", 503)
+    with pytest.raises(ExchangeUnavailable):
+        await exchange.get_order(Category.LINEAR, "BTCUSDT", "never-placed")
+    # A single failure is retried by the read itself.
+    fake.fail_next("/v5/order/history", 502)
+    found = await exchange.get_order(Category.LINEAR, "BTCUSDT", request.client_order_id)
+    assert found is not None and found.status == "New"

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -160,13 +161,17 @@ async def test_auth_failure_is_logged_loudly_retried_with_backoff_and_keeps_secr
 ) -> None:
     secret = "not-the-secret-but-still-secret-42"
     failing = Gateway(config(fake, api_secret=SecretStr(secret)), bus)
+    seen: list[float] = []
     with caplog.at_level(logging.DEBUG):
         await failing.start()
         try:
-            await wait_for(lambda: fake.auth_failures >= 3, message="three auth attempts")
-            await wait_for(lambda: failing.auth_failures >= 3, message="three failures seen")
+            for n in (1, 2, 3):
+                await wait_for(lambda n=n: fake.auth_failures >= n, message=f"attempt {n}")
+                seen.append(time.monotonic())
         finally:
             await failing.stop()
+    # Backoff 0.1 s then 0.2 s (± 20 % jitter) between attempts, not back to back.
+    assert seen[1] - seen[0] >= 0.07 and seen[2] - seen[1] >= 0.15
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and "refused" in r.message]
     assert len(errors) >= 3
     assert "OM_BYBIT_API_KEY" in errors[0].getMessage()

@@ -12,8 +12,9 @@ from typing import Any
 
 #: Verbatim copies of Bybit's documented examples (from shared/reference/bybit-examples).
 EXAMPLES = Path(__file__).resolve().parent / "bybit_examples"
-#: A minute ahead of now, so test reports are newer than the paper exchange's own.
-T0 = int(time.time() * 1000) + 60_000
+#: A day ahead of now, so test reports stay newer than the paper exchange's own however long
+#: the suite runs.
+T0 = int(time.time() * 1000) + 86_400_000
 _clock = itertools.count(T0 + 100_000, 10)
 
 
