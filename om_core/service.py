@@ -118,18 +118,20 @@ class Service:
         self.relay = OutboxRelay(self.sessions, self.bus, self.hooks)
         self.relay.start()
         max_age = timedelta(seconds=s.max_signal_age_seconds)
+        context = ContextBuilder(self.exchange)
         self.executor = OrderExecutor(
             self.sessions,
             self.exchange,
             max_signal_age=max_age,
             on_committed=self.relay.notify,
             before_commit=self._before_commit,
+            forget_instrument=context.forget_instrument,
         )
         self.processor = SignalProcessor(
             self.sessions,
             self.hooks,
             s.exchange,
-            ContextBuilder(self.exchange),
+            context,
             self.executor,
             max_signal_age=max_age,
             on_committed=self.relay.notify,

@@ -35,6 +35,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
+@pytest.fixture(params=["embedded", "servers"])
+def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, broker URL): SQLite + in-process bus, then PostgreSQL + RabbitMQ."""
+    if request.param == "embedded":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'om.db'}", "memory://"
+    else:
+        with fresh_pg_database() as db, fresh_vhost() as amqp:
+            yield db, amqp
+
+
+@pytest.fixture
+def server_urls() -> Iterator[tuple[str, str]]:
+    """(database URL, broker URL) of a fresh PostgreSQL database and RabbitMQ vhost."""
+    with fresh_pg_database() as db, fresh_vhost() as amqp:
+        yield db, amqp
+
+
 @pytest.fixture
 def amqp_url() -> Iterator[str]:
     """URL of a fresh RabbitMQ virtual host."""

@@ -77,6 +77,7 @@ class OrderExecutor:
         lookup_misses_before_resend: int = 3,
         unavailable_backoff: float = 0.5,
         before_commit: Callable[[str], Awaitable[None]] | None = None,
+        forget_instrument: Callable[[Category, str], None] = lambda _c, _s: None,
     ) -> None:
         self._factory = factory
         self._exchange = exchange
@@ -86,6 +87,9 @@ class OrderExecutor:
         self._backoff = unavailable_backoff
         #: Test seam for fault injection: awaited between the exchange call and the commit.
         self._before_commit = before_commit
+        #: Called on a definitive rejection: the instrument's rules may have changed
+        #: (a precision or minimum rejection), so they are fetched again next time.
+        self._forget_instrument = forget_instrument
         #: Orders this process is sending right now: a lookup could not tell them apart from
         #: lost ones, so resolution leaves them to the call in flight.
         self._in_flight: set[int] = set()
@@ -129,6 +133,7 @@ class OrderExecutor:
                 await self._rejected(order_id, exc.code or "AUTH", exc.message)
                 return
             except ExchangeRejected as exc:
+                self._forget_instrument(Category(order.category), order.symbol)
                 await self._rejected(order_id, exc.code, exc.message)
                 return
             except ExchangeUnavailable as exc:
