@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from om_core import metrics
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.processor import SignalOutcome, SignalProcessor
@@ -94,11 +95,13 @@ class SignalConsumer:
                     what=f"recording dead-lettered signal {signal_id}",
                 )
             log.warning("dead-lettering signal %s: %s", signal_id or "<no id>", exc)
+            metrics.count_signal("dead_lettered")
             raise DeadLetter(f"invalid signal: {exc}") from None
         outcome = await retry_transient(
             lambda: self._processor.process(signal, data, received_at),
             what=f"processing signal {signal.signal_id}",
         )
+        metrics.count_signal("duplicate" if outcome.duplicate else outcome.status)
         log.info(
             "signal %s → %s%s",
             signal.signal_id,

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlmodel import col, select
 
+from om_core import metrics
 from om_core.db.models import Order, SignalRecord, TradingStateRow
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
@@ -30,6 +33,7 @@ from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_plugins.errors import (
     DuplicateClientOrderId,
     ExchangeAuthError,
+    ExchangeError,
     ExchangeRejected,
     ExchangeUnavailable,
 )
@@ -39,6 +43,7 @@ from om_plugins.types import Category, OrderType, Side, TimeInForce, TradingStat
 __all__ = ["OrderExecutor", "request_for"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Exchange statuses that mean the order exists and may still trade or has traded.
 _ACCEPTED_STATUSES = {
@@ -123,7 +128,9 @@ class OrderExecutor:
                 await self._mark_attempt(order_id)
             fresh = None
             try:
-                placed = await self._exchange.place_order(request_for(order))
+                placed = await _timed(
+                    "order.create", self._exchange.place_order(request_for(order))
+                )
             except DuplicateClientOrderId:
                 log.info("order %s already on the exchange; looking it up", order.client_order_id)
                 await self._resolve(order_id)
@@ -179,8 +186,9 @@ class OrderExecutor:
         order = await self._load(order_id)
         if order is None or order.status not in IN_DOUBT:
             return True
-        found = await self._exchange.get_order(
-            Category(order.category), order.symbol, order.client_order_id
+        found = await _timed(
+            "order.lookup",
+            self._exchange.get_order(Category(order.category), order.symbol, order.client_order_id),
         )
         if found is not None:
             await self._apply_found(order_id, found)
@@ -304,6 +312,25 @@ async def _locked(session: AsyncSession, order_id: int) -> Order:
     if order is None:
         raise LookupError(f"order {order_id} vanished")
     return order
+
+
+async def _timed(endpoint: str, call: Awaitable[T]) -> T:
+    """Await an exchange call, recording its latency and result code."""
+    started = time.perf_counter()
+    try:
+        result = await call
+    except ExchangeError as exc:
+        metrics.count_exchange_request(endpoint, exc.code or type(exc).__name__, _since(started))
+        raise
+    except Exception as exc:
+        metrics.count_exchange_request(endpoint, type(exc).__name__, _since(started))
+        raise
+    metrics.count_exchange_request(endpoint, 0, _since(started))
+    return result
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
 
 
 def _age(born: datetime) -> timedelta:

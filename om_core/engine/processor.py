@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from om_core import metrics
 from om_core.db.locks import locked_transaction
 from om_core.db.models import Order, SignalOrderRelationship, SignalRecord
 from om_core.db.session import SessionFactory
@@ -146,6 +147,7 @@ class SignalProcessor:
         for order in work.submit:
             assert order.id is not None
             await self._executor.submit(order.id, fresh=order)
+            metrics.observe_placement_latency((utcnow() - received_at).total_seconds())
         for order_id in work.resolve:
             await self._executor.resolve(order_id)
         outcome = await self.outcome(signal.signal_id)
