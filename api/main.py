@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import health
+from api.routes import health, metrics, orders, positions, signals, sync, trading_state
+from api.security import KeyRing
 from om_core.service import Service
+
+log = logging.getLogger("api")
 
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(
         title="Order Manager",
         version="0.1.0",
-        description="Signals in, exchange orders out; orders, positions and reconciliation.",
+        description="Signals in, exchange orders out; orders, positions and reconciliation.\n\n"
+        "Every `/api/v1` route needs an API key in the `X-API-Key` header: `read` keys may "
+        "call the GET routes, `trade` keys every route. Errors are always "
+        '`{"error": {"code", "message", "details"}}`. Decimals are strings.',
     )
     app.state.service = service
+    app.state.keyring = KeyRing(service.settings.api_keys)
+    if not app.state.keyring.enabled:
+        log.warning("OM_API_KEYS is empty: the API answers every request without a key")
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(orders.router)
+    app.include_router(positions.router)
+    app.include_router(signals.router)
+    app.include_router(trading_state.router)
+    app.include_router(sync.router)
     return app

@@ -31,7 +31,7 @@ QTY = {"BTCUSDT": "0.001", "ETHUSDT": "0.01", "SOLUSDT": "0.1"}
 async def one_rate(
     db_url: str, broker_url: str, rate: float | None, count: int
 ) -> dict[str, float]:
-    async with service(db_url, broker_url) as (svc, taps, bus):
+    async with service(db_url, broker_url) as (_svc, taps, bus):
         run = uuid.uuid4().hex[:6]
         published: dict[str, float] = {}
         start = time.perf_counter()
@@ -54,7 +54,7 @@ async def one_rate(
             await bus.publish(SIGNALS_QUEUE, body, message_id=sid)
         deadline = time.monotonic() + 120
         created = taps.events.setdefault("order.created", {})
-        while len(created) < count and time.monotonic() < deadline:
+        while len(created) < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         done = time.perf_counter()
     internal = [
@@ -111,7 +111,8 @@ async def main() -> None:
             ratio_tp = base["throughput_per_s"] / ours["throughput_per_s"]
             ratio_lat = ours["e2e_p50_ms"] / base["e2e_p50_ms"]
             print(
-                f"cost vs floor: throughput {ratio_tp:.2f}x lower, burst p50 latency {ratio_lat:.2f}x"
+                f"cost vs floor: throughput {ratio_tp:.2f}x lower, "
+                f"burst p50 latency {ratio_lat:.2f}x"
             )
 
 

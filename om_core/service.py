@@ -187,8 +187,12 @@ class Service:
             # periodic pass, so an exchange hiccup here must not keep the service down.
             log.exception("startup reconciliation failed; it runs again periodically")
             return
-        for error in report.errors:
-            log.warning("startup reconciliation: %s", error)
+        if report.errors:
+            log.warning(
+                "startup reconciliation: %d problem(s), e.g. %s",
+                len(report.errors),
+                "; ".join(report.errors[:3]),
+            )
 
     async def _publish_order_update(self, message: Mapping[str, Any]) -> None:
         await self.bus.publish(ORDER_UPDATES_QUEUE, dumps(message).encode("utf-8"))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from om_core import metrics
+from om_core import faults, metrics
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.processor import SignalOutcome, SignalProcessor
@@ -78,6 +78,7 @@ class SignalConsumer:
         self._processor = processor
 
     async def handle(self, message: Message) -> None:
+        faults.checkpoint("signal.received")
         await self.process_bytes(message.body)
 
     async def process_bytes(self, body: bytes) -> SignalOutcome:

@@ -22,14 +22,15 @@ from typing import TypeVar
 
 from sqlmodel import col, select
 
-from om_core import metrics
-from om_core.db.models import Order, SignalRecord, TradingStateRow
+from om_core import faults, metrics
+from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
 from om_core.orders.lifecycle import mark_accepted, settle_signal
 from om_core.orders.status import IN_DOUBT, OrderStatus
+from om_core.trading_state import set_state
 from om_plugins.errors import (
     DuplicateClientOrderId,
     ExchangeAuthError,
@@ -161,9 +162,11 @@ class OrderExecutor:
                 await self._set_status(order_id, OrderStatus.SUBMIT_UNKNOWN)
                 await self._resolve(order_id)
                 return
+            faults.checkpoint("exchange.create_sent")
             if self._before_commit is not None:
                 await self._before_commit(order.client_order_id)
             await self._accepted(order_id, placed.exchange_order_id, None)
+            faults.checkpoint("exchange.result_committed")
             return
 
     # -- resolving orders in doubt -----------------------------------------------------------
@@ -298,13 +301,8 @@ class OrderExecutor:
     async def _halt(self, reason: str) -> None:
         log.error("halting trading: %s", reason)
         async with self._factory() as session, session.begin():
-            row = await session.get(TradingStateRow, 1)
-            if row is None:
-                session.add(TradingStateRow(id=1, state=TradingState.HALTED, reason=reason))
-            else:
-                row.state = TradingState.HALTED
-                row.reason = reason
-                row.updated_at = utcnow()
+            await set_state(session, TradingState.HALTED, reason, actor="engine")
+        self._on_committed()
 
 
 async def _locked(session: AsyncSession, order_id: int) -> Order:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from om_core import metrics
+from om_core import faults, metrics
 from om_core.db.locks import locked_transaction
 from om_core.db.models import Order, SignalOrderRelationship, SignalRecord
 from om_core.db.session import SessionFactory
@@ -145,6 +145,7 @@ class SignalProcessor:
                     work.submit.append(order)
         self._on_committed()
         for order in work.submit:
+            faults.checkpoint("signal.intent_committed")
             assert order.id is not None
             await self._executor.submit(order.id, fresh=order)
             metrics.observe_placement_latency((utcnow() - received_at).total_seconds())

@@ -52,6 +52,7 @@ from aio_pika.exceptions import (
 )
 from aio_pika.exceptions import PublishError as ReturnedError
 
+from om_core import faults
 from om_core.config import mask_url
 from om_core.messaging.base import (
     ERROR_HEADER,
@@ -228,6 +229,7 @@ class RabbitBus(MessageBus):
             ) from exc
         except (AMQPError, ChannelInvalidStateError, ConnectionError, OSError) as exc:
             raise PublishError(f"cannot publish to {queue!r}: {exc!r}") from exc
+        faults.checkpoint(faults.published_point(queue))
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> Consumer:
         connection = self._require_connection()
@@ -302,6 +304,7 @@ class RabbitBus(MessageBus):
         self, queue: str, incoming: AbstractIncomingMessage, message: Message, verdict: Verdict
     ) -> None:
         if verdict.settlement is Settlement.ACK:
+            faults.checkpoint(faults.before_ack_point(queue))
             await _ack(queue, incoming)
         elif verdict.settlement is Settlement.DEAD_LETTER:
             headers = {

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from om_core import faults
 from om_core.db.locks import RollBack, locked_transaction
 from om_core.db.models import Fill, Order, QuarantinedUpdate
 from om_core.db.session import AsyncSession, SessionFactory
@@ -79,6 +80,7 @@ class UpdateApplier:
         self, report: OrderReport | ExecutionReport, *, dry_run: bool = False
     ) -> Applied:
         """Apply one report in its own transaction; ``dry_run`` rolls it back."""
+        faults.checkpoint("update.received")
         key = symbol_lock_key(report.category, report.symbol)
         try:
             async with locked_transaction(self._factory, key) as session:
@@ -92,6 +94,7 @@ class UpdateApplier:
             return undone.result
         if result.action == "applied":
             self._on_committed()
+        faults.checkpoint("update.applied")
         return result
 
     # -- order topic: cumulative truth ---------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from typing import Any
 
 import pytest
@@ -115,7 +116,7 @@ async def test_concurrent_changes_apply_one_after_the_other(api: Api) -> None:
     # Each event's previous state is the state the one before it set: none was lost.
     chain = [e["trading_state"] for e in events]
     assert chain[0]["previous_state"] == "active"
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert after["previous_state"] == before["state"]
     final = (await api.get("/api/v1/trading-state")).json()
     assert (final["state"], final["reason"]) == (chain[-1]["state"], chain[-1]["reason"])

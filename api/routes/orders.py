@@ -1,0 +1,281 @@
+"""Orders: list with filters, one order with its fills and signal, cancel."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated, Any
+
+from fastapi import Path, Query
+from pydantic import AfterValidator
+from sqlmodel import col, select
+
+from api.deps import ReadKey, ServiceDep, SessionDep, TradeKey, api_v1_router
+from api.errors import ApiError
+from api.pagination import (
+    DEFAULT_LIMIT,
+    CursorParam,
+    LimitParam,
+    UTCTimestamp,
+    decode_cursor,
+    keyset,
+    next_cursor,
+)
+from api.schemas import (
+    FillOut,
+    OrderDetail,
+    OrderOut,
+    OrderPage,
+    RejectionReason,
+    SignalSummary,
+    error_responses,
+)
+from om_core.db.models import Fill, Order, SignalRecord
+from om_core.db.session import AsyncSession
+from om_core.events.payloads import order_payload
+from om_core.orders.status import TERMINAL, OrderStatus
+from om_plugins.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, OutcomeUnknown
+from om_plugins.types import Category, Side
+
+__all__ = ["find_order", "order_out", "router"]
+
+log = logging.getLogger("api.orders")
+
+router = api_v1_router("orders")
+
+CURSOR_KIND = "o"
+_MAX_BIGINT = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+#: A text filter: PostgreSQL cannot compare text with NUL in it, so it is refused up front.
+FilterText = Annotated[str, AfterValidator(_no_nul)]
+
+OrderRef = Annotated[
+    str,
+    Path(
+        description="The internal id (`42`), `client:{client_order_id}` or "
+        "`exchange:{exchange_order_id}`.",
+        examples=["42", "client:5b0f7d1e-7c1a-5d0e-9a51-3f6c2b8e4d10"],
+    ),
+]
+
+
+def order_out(order: Order) -> OrderOut:
+    return OrderOut.model_validate(_order_fields(order))
+
+
+def _order_fields(order: Order) -> dict[str, Any]:
+    return {
+        **order_payload(order),
+        "signal_id": order.signal_id,
+        "is_external": order.is_external,
+        "reject_code": order.reject_code,
+        "time_in_force": order.time_in_force,
+        "reduce_only": order.reduce_only,
+    }
+
+
+async def find_order(session: AsyncSession, ref: str) -> Order | None:
+    """The order ``ref`` names, or ``None``; a malformed ref names no order."""
+    if "\x00" in ref:
+        return None
+    for prefix, column, longest in (
+        ("client:", Order.client_order_id, 36),
+        ("exchange:", Order.exchange_order_id, 64),
+    ):
+        if ref.startswith(prefix):
+            value = ref.removeprefix(prefix)
+            if not value or len(value) > longest:
+                return None
+            query = select(Order).where(col(column) == value)
+            return (await session.exec(query)).one_or_none()
+    if not _DIGITS.fullmatch(ref) or int(ref) > _MAX_BIGINT:
+        return None
+    return await session.get(Order, int(ref))
+
+
+def _not_found(ref: str) -> ApiError:
+    return ApiError(404, "order_not_found", f"no order {ref[:100]}")
+
+
+@router.get(
+    "/orders",
+    summary="List orders, newest first",
+    description="Keyset-paginated: follow `next_cursor` until it is `null`. Pages stay "
+    "consistent while new orders arrive. Filters combine with AND; `status` may repeat.",
+    responses=error_responses(400, 422),
+)
+async def list_orders(
+    _key: ReadKey,
+    session: SessionDep,
+    symbol: Annotated[
+        FilterText | None, Query(max_length=64, description="e.g. `BTCUSDT`.")
+    ] = None,
+    status: Annotated[list[OrderStatus] | None, Query(description="Any of these statuses.")] = None,
+    side: Side | None = None,
+    signal_id: Annotated[FilterText | None, Query(max_length=128)] = None,
+    category: Category | None = None,
+    created_from: Annotated[
+        UTCTimestamp | None,
+        Query(description="Created at or after (ISO 8601 with timezone)."),
+    ] = None,
+    created_to: Annotated[
+        UTCTimestamp | None,
+        Query(description="Created before (ISO 8601 with timezone)."),
+    ] = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_LIMIT,
+) -> OrderPage:
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    where, order_by = keyset(col(Order.created_at), col(Order.id), position)
+    if symbol is not None:
+        where.append(col(Order.symbol) == symbol.upper())
+    if status:
+        where.append(col(Order.status).in_([s.value for s in status]))
+    if side is not None:
+        where.append(col(Order.side) == side.value)
+    if signal_id is not None:
+        where.append(col(Order.signal_id) == signal_id)
+    if category is not None:
+        where.append(col(Order.category) == category.value)
+    if created_from is not None:
+        where.append(col(Order.created_at) >= created_from)
+    if created_to is not None:
+        where.append(col(Order.created_at) < created_to)
+    query = select(Order).where(*where).order_by(*order_by).limit(limit + 1)
+    rows = (await session.exec(query)).all()
+    page, cursor_out = next_cursor(CURSOR_KIND, rows, limit)
+    return OrderPage(items=[order_out(o) for o in page], next_cursor=cursor_out)
+
+
+@router.get(
+    "/orders/{order_ref}",
+    summary="One order, with its fills and its signal",
+    responses=error_responses(404, 422),
+)
+async def get_order(_key: ReadKey, session: SessionDep, order_ref: OrderRef) -> OrderDetail:
+    order = await find_order(session, order_ref)
+    if order is None:
+        raise _not_found(order_ref)
+    fills = (
+        await session.exec(
+            select(Fill)
+            .where(col(Fill.order_id) == order.id)
+            .order_by(col(Fill.executed_at), col(Fill.id))
+        )
+    ).all()
+    signal = None
+    if order.signal_id is not None:
+        record = (
+            await session.exec(
+                select(SignalRecord).where(col(SignalRecord.signal_id) == order.signal_id)
+            )
+        ).one_or_none()
+        if record is not None:
+            signal = signal_summary(record)
+    return OrderDetail.model_validate(
+        {
+            **_order_fields(order),
+            "fills": [
+                FillOut(
+                    exec_id=f.exec_id,
+                    side=f.side,
+                    qty=format(f.qty, "f"),
+                    price=format(f.price, "f"),
+                    fee=format(f.fee, "f"),
+                    executed_at=f.executed_at,
+                )
+                for f in fills
+            ],
+            "signal": signal,
+        }
+    )
+
+
+def reasons_out(record: SignalRecord) -> list[RejectionReason]:
+    out = []
+    for reason in record.reasons or []:
+        details = reason.get("details")
+        out.append(
+            RejectionReason(
+                plugin=reason.get("plugin"),
+                code=reason.get("code"),
+                message=reason.get("message"),
+                details=details if isinstance(details, dict) else {},
+            )
+        )
+    return out
+
+
+def signal_summary(record: SignalRecord) -> SignalSummary:
+    return SignalSummary(
+        signal_id=record.signal_id,
+        status=record.status,
+        reasons=reasons_out(record),
+        payload=record.payload if isinstance(record.payload, dict) else {},
+    )
+
+
+@router.post(
+    "/orders/{order_ref}/cancel",
+    status_code=202,
+    summary="Ask the exchange to cancel an open order",
+    description="Answers 202 once the exchange accepted the cancel request, with the order as "
+    "stored now; its new status (`cancelled`, or `filled` if it filled first) arrives "
+    "through the exchange's order stream and the `order.cancelled` event.",
+    responses=error_responses(403, 404, 409, 422, 502, 503),
+)
+async def cancel_order(key: TradeKey, service: ServiceDep, order_ref: OrderRef) -> OrderOut:
+    # The session is closed before the exchange call: no transaction waits on the exchange.
+    async with service.sessions() as session:
+        order = await find_order(session, order_ref)
+    if order is None:
+        raise _not_found(order_ref)
+    if order.status in TERMINAL:
+        raise ApiError(
+            409,
+            "order_not_open",
+            f"order {order.id} is {order.status}: it cannot be cancelled",
+            {"status": order.status},
+        )
+    log.info("cancel of order %s (%s) requested by %s", order.id, order.symbol, key.actor)
+    try:
+        await service.exchange.cancel_order(
+            Category(order.category), order.symbol, order.client_order_id
+        )
+    except ExchangeRejected as exc:
+        raise ApiError(
+            409, "exchange_rejected", exc.message or str(exc), {"exchange_code": exc.code}
+        ) from None
+    except ExchangeUnavailable as exc:
+        headers = None
+        if exc.retry_after is not None:
+            headers = {"Retry-After": str(max(int(exc.retry_after + 0.999), 1))}
+        raise ApiError(
+            503,
+            "exchange_unavailable",
+            f"the exchange could not be reached: {exc.message or exc}",
+            {"exchange_code": exc.code},
+            headers=headers,
+        ) from None
+    except OutcomeUnknown as exc:
+        raise ApiError(
+            503,
+            "exchange_outcome_unknown",
+            "the exchange's answer was lost; the order may or may not be cancelled: "
+            f"check it before retrying ({exc.message or exc})",
+            {"exchange_code": exc.code},
+        ) from None
+    except ExchangeError as exc:
+        log.warning("cancel of order %s failed: %s", order.id, exc)
+        raise ApiError(
+            502, "exchange_error", exc.message or str(exc), {"exchange_code": exc.code}
+        ) from None
+    return order_out(order)

@@ -1,0 +1,484 @@
+"""Request and response bodies of the operator API, with the examples OpenAPI shows.
+
+Money and quantities are decimal strings (``"0.010"``), never JSON numbers, so no client
+parses them through a float. Times are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from om_plugins.types import TradingState
+
+__all__ = [
+    "DecimalStr",
+    "ErrorResponse",
+    "FillOut",
+    "OrderDetail",
+    "OrderOut",
+    "OrderPage",
+    "PositionList",
+    "PositionOut",
+    "RejectionReason",
+    "SignalOut",
+    "SignalSummary",
+    "SnapshotOut",
+    "SnapshotPage",
+    "TradingStateOut",
+    "TradingStateUpdate",
+    "error_responses",
+]
+
+DecimalStr = Annotated[
+    str,
+    Field(
+        pattern=r"^-?[0-9]+(\.[0-9]+)?$",
+        description="A decimal number as a string, exact (never a float).",
+    ),
+]
+
+_NEXT_CURSOR = Field(
+    description=(
+        "Pass as `cursor` to get the next (older) page; `null` on the last page. Opaque: "
+        "build no meaning on its content."
+    ),
+)
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code.")
+    message: str = Field(description="What went wrong, for a human.")
+    details: Any = Field(
+        default=None,
+        description="More about the error: for `validation_error`, one `{field, message}` "
+        "per problem; for exchange errors, the exchange's code.",
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer has this shape."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "order_not_found",
+                        "message": "no order 42",
+                        "details": None,
+                    }
+                }
+            ]
+        }
+    )
+
+    error: ErrorDetail
+
+
+def _example(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"value": {"error": {"code": code, "message": message, "details": details}}}
+
+
+_ERROR_EXAMPLES: dict[int, tuple[str, dict[str, dict[str, Any]]]] = {
+    400: (
+        "Bad request: a cursor this API did not produce, or a body that is not UTF-8 JSON",
+        {
+            "invalid_cursor": _example(
+                "invalid_cursor", "the cursor is not valid; start again without one"
+            ),
+            "bad_request": _example("bad_request", "There was an error parsing the body"),
+        },
+    ),
+    401: (
+        "No API key, or an unknown one",
+        {
+            "missing_api_key": _example(
+                "missing_api_key", "this route needs an API key in the X-API-Key header"
+            ),
+            "invalid_api_key": _example("invalid_api_key", "the API key is not valid"),
+        },
+    ),
+    403: (
+        "The key's scope does not allow this route",
+        {
+            "insufficient_scope": _example(
+                "insufficient_scope",
+                "this route changes state and needs a key with the trade scope",
+                {"required_scope": "trade", "key_scope": "read"},
+            )
+        },
+    ),
+    404: (
+        "Not found",
+        {"not_found": _example("order_not_found", "no order client:3f1c…")},
+    ),
+    409: (
+        "Conflicts with the order's state, or refused by the exchange",
+        {
+            "order_not_open": _example(
+                "order_not_open", "order 42 is filled: it cannot be cancelled", {"status": "filled"}
+            ),
+            "exchange_rejected": _example(
+                "exchange_rejected",
+                "order not exists or too late to cancel",
+                {"exchange_code": "110001"},
+            ),
+        },
+    ),
+    422: (
+        "The request is invalid; `details` names each field",
+        {
+            "validation_error": _example(
+                "validation_error",
+                "the request is invalid",
+                [{"field": "query.created_from", "message": "Input should have timezone info"}],
+            )
+        },
+    ),
+    502: (
+        "The exchange answered with an unexpected error",
+        {"exchange_error": _example("exchange_error", "exchange error", {"exchange_code": ""})},
+    ),
+    503: (
+        "The exchange could not be reached, or its answer was lost; nothing is known to "
+        "have changed: check the order and retry",
+        {
+            "exchange_unavailable": _example(
+                "exchange_unavailable", "exchange unreachable", {"exchange_code": ""}
+            )
+        },
+    ),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses, with the error model."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, examples = _ERROR_EXAMPLES[status]
+        out[status] = {
+            "model": ErrorResponse,
+            "description": description,
+            "content": {"application/json": {"examples": examples}},
+        }
+    return out
+
+
+# -- orders ------------------------------------------------------------------------------------
+
+_ORDER_EXAMPLE: dict[str, Any] = {
+    "id": 42,
+    "client_order_id": "5b0f7d1e-7c1a-5d0e-9a51-3f6c2b8e4d10",
+    "exchange_order_id": "1c1f9b3a-8d2e-4a77-b6f1-0e5d3c2a1b90",
+    "signal_id": "trend-2026-01-05T10:00:00Z-BTC",
+    "symbol": "BTCUSDT",
+    "category": "linear",
+    "side": "buy",
+    "order_type": "limit",
+    "time_in_force": "GTC",
+    "reduce_only": False,
+    "qty": "0.010",
+    "price": "59000.0",
+    "status": "new",
+    "filled_qty": "0",
+    "avg_fill_price": None,
+    "cum_fee": "0",
+    "reject_code": None,
+    "reject_reason": None,
+    "is_external": False,
+    "created_at": "2026-01-05T10:00:00.123456Z",
+    "updated_at": "2026-01-05T10:00:00.456789Z",
+}
+
+
+class OrderOut(BaseModel):
+    """An order: the event ``order`` object plus its signal, origin and rejection code."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_EXAMPLE]})
+
+    id: int
+    client_order_id: str = Field(description="Our id, sent to the exchange (`orderLinkId`).")
+    exchange_order_id: str | None = Field(description="The exchange's id, once it has one.")
+    signal_id: str | None = Field(description="The signal that caused it; `null` if external.")
+    symbol: str
+    category: str = Field(description="`linear`, `spot` or `inverse`.")
+    side: str = Field(description="`buy` or `sell`.")
+    order_type: str = Field(description="`market` or `limit`.")
+    time_in_force: str | None
+    reduce_only: bool
+    qty: DecimalStr
+    price: DecimalStr | None
+    status: str = Field(
+        description="`pending_submit`, `submit_unknown`, `submitted`, `new`, "
+        "`partially_filled`, `untriggered`, `triggered`, `filled`, `cancelled`, "
+        "`partially_filled_cancelled`, `rejected` or `deactivated`."
+    )
+    filled_qty: DecimalStr
+    avg_fill_price: DecimalStr | None
+    cum_fee: DecimalStr
+    reject_code: str | None
+    reject_reason: str | None
+    is_external: bool = Field(description="Placed outside this service (by hand, another bot).")
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [_ORDER_EXAMPLE], "next_cursor": "by4xNzY3NjA3MjAwMTIzNDU2LjQy"}]
+        }
+    )
+
+    items: list[OrderOut] = Field(description="Newest first.")
+    next_cursor: str | None = _NEXT_CURSOR
+
+
+class FillOut(BaseModel):
+    exec_id: str = Field(description="The exchange's execution id.")
+    side: str
+    qty: DecimalStr
+    price: DecimalStr
+    fee: DecimalStr
+    executed_at: datetime
+
+
+class RejectionReason(BaseModel):
+    plugin: str | None = Field(description="Who refused: a plugin name, `engine`, `exchange`.")
+    code: str | None = Field(description="e.g. `TRADING_HALTED`, or an exchange `retCode`.")
+    message: str | None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class SignalSummary(BaseModel):
+    signal_id: str
+    status: str = Field(description="`processing`, `placed`, `rejected` or `dead_lettered`.")
+    reasons: list[RejectionReason] = Field(description="Every reason, when rejected.")
+    payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
+
+
+class OrderDetail(OrderOut):
+    """An order with its fills and the signal it came from."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **_ORDER_EXAMPLE,
+                    "status": "filled",
+                    "filled_qty": "0.010",
+                    "avg_fill_price": "59000.0",
+                    "cum_fee": "0.118",
+                    "fills": [
+                        {
+                            "exec_id": "e0f1a2b3-c4d5-4e6f-8a9b-0c1d2e3f4a5b",
+                            "side": "buy",
+                            "qty": "0.010",
+                            "price": "59000.0",
+                            "fee": "0.118",
+                            "executed_at": "2026-01-05T10:02:11.000Z",
+                        }
+                    ],
+                    "signal": {
+                        "signal_id": "trend-2026-01-05T10:00:00Z-BTC",
+                        "status": "placed",
+                        "reasons": [],
+                        "payload": {
+                            "signal_id": "trend-2026-01-05T10:00:00Z-BTC",
+                            "symbol": "BTCUSDT",
+                            "side": "buy",
+                            "qty": "0.010",
+                            "price": "59000",
+                        },
+                    },
+                }
+            ]
+        }
+    )
+
+    fills: list[FillOut] = Field(description="Executions, oldest first.")
+    signal: SignalSummary | None = Field(description="`null` for external orders.")
+
+
+# -- positions ---------------------------------------------------------------------------------
+
+_POSITION_EXAMPLE: dict[str, Any] = {
+    "symbol": "BTCUSDT",
+    "category": "linear",
+    "position_idx": 0,
+    "size": "0.5",
+    "avg_entry_price": "50000",
+    "realized_pnl": "12.5",
+    "fees_paid": "13.75",
+    "mark_price": "52000",
+    "unrealized_pnl": "1000",
+    "updated_at": "2026-01-05T10:02:11.000Z",
+}
+
+
+class PositionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_POSITION_EXAMPLE]})
+
+    symbol: str
+    category: str
+    position_idx: int = Field(description="0 one-way; 1 buy side, 2 sell side in hedge mode.")
+    size: DecimalStr = Field(description="Signed: > 0 long, < 0 short.")
+    avg_entry_price: DecimalStr
+    realized_pnl: DecimalStr = Field(description="Fees excluded (see `fees_paid`).")
+    fees_paid: DecimalStr
+    mark_price: DecimalStr | None = Field(
+        description="The stored mark price, else the exchange's current price; `null` when "
+        "neither is available."
+    )
+    unrealized_pnl: DecimalStr | None = Field(
+        description="At `mark_price`: linear and spot in the quote coin, inverse in the base "
+        "coin; `null` without a mark price."
+    )
+    updated_at: datetime
+
+
+class PositionList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_POSITION_EXAMPLE]}]})
+
+    items: list[PositionOut]
+
+
+class SnapshotOut(BaseModel):
+    id: int
+    symbol: str
+    category: str
+    position_idx: int
+    size: DecimalStr
+    avg_entry_price: DecimalStr
+    realized_pnl: DecimalStr
+    fees_paid: DecimalStr
+    mark_price: DecimalStr | None
+    unrealized_pnl: DecimalStr | None
+    reason: str = Field(description="Why it was taken: `fill`, `periodic` or `sync`.")
+    created_at: datetime
+
+
+class SnapshotPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": 7,
+                            "symbol": "BTCUSDT",
+                            "category": "linear",
+                            "position_idx": 0,
+                            "size": "0.5",
+                            "avg_entry_price": "50000",
+                            "realized_pnl": "0",
+                            "fees_paid": "13.75",
+                            "mark_price": "52000",
+                            "unrealized_pnl": "1000",
+                            "reason": "periodic",
+                            "created_at": "2026-01-05T10:05:00.000Z",
+                        }
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
+    items: list[SnapshotOut] = Field(description="Newest first.")
+    next_cursor: str | None = _NEXT_CURSOR
+
+
+# -- signals -----------------------------------------------------------------------------------
+
+
+class SignalOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "signal_id": "trend-2026-01-05T10:00:00Z-ETH",
+                    "status": "rejected",
+                    "symbol": "ETHUSDT",
+                    "side": "sell",
+                    "category": "linear",
+                    "reasons": [
+                        {
+                            "plugin": "risk",
+                            "code": "TRADING_HALTED",
+                            "message": "trading is halted",
+                            "details": {"trading_state": "halted"},
+                        }
+                    ],
+                    "payload": {
+                        "signal_id": "trend-2026-01-05T10:00:00Z-ETH",
+                        "symbol": "ETHUSDT",
+                        "side": "sell",
+                        "notional": "500",
+                    },
+                    "signal_created_at": "2026-01-05T10:00:00Z",
+                    "received_at": "2026-01-05T10:00:00.020Z",
+                    "updated_at": "2026-01-05T10:00:00.031Z",
+                    "orders": [],
+                }
+            ]
+        }
+    )
+
+    signal_id: str
+    status: str = Field(description="`processing`, `placed`, `rejected` or `dead_lettered`.")
+    symbol: str | None
+    side: str | None
+    category: str | None
+    reasons: list[RejectionReason] = Field(description="Every rejection reason.")
+    payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
+    signal_created_at: datetime | None = Field(description="When the model made the signal.")
+    received_at: datetime
+    updated_at: datetime
+    orders: list[OrderOut] = Field(description="The orders it produced, by leg.")
+
+
+# -- trading state -----------------------------------------------------------------------------
+
+
+class TradingStateOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "state": "halted",
+                    "reason": "exchange maintenance 10:00-10:30",
+                    "updated_at": "2026-01-05T09:58:00.000Z",
+                }
+            ]
+        }
+    )
+
+    state: TradingState = Field(
+        description="`active`; `reducing`: only orders that shrink a position; `halted`: no "
+        "new orders."
+    )
+    reason: str
+    updated_at: datetime | None = Field(description="`null` while it was never changed.")
+
+
+class TradingStateUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"state": "halted", "reason": "exchange maintenance 10:00-10:30"}]
+        },
+    )
+
+    state: TradingState
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+        # PostgreSQL text cannot hold NUL.
+        Field(pattern=r"^[^\x00]*$", description="Why; kept with the state and in the event."),
+    ]
