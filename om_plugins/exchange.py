@@ -161,7 +161,6 @@ class ExchangeAdapter(abc.ABC):
     ) -> list[ExchangeOrder]:
         """Every open order in ``category`` (optionally one symbol)."""
 
-
     async def list_positions(self, category: Category) -> list[ExchangePosition]:
         """Every non-flat position in ``category``, for reconciliation.
 

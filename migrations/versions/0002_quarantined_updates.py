@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("received_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_quarantined_updates_received_at", "quarantined_updates", ["received_at"]
-    )
+    op.create_index("ix_quarantined_updates_received_at", "quarantined_updates", ["received_at"])
 
 
 def downgrade() -> None:

@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 
 import httpx
-from sqlmodel import col, select
+from sqlmodel import select
 
 from api.main import create_app
 from om_core.db.models import Position
