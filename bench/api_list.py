@@ -169,8 +169,8 @@ async def run(args: argparse.Namespace) -> None:
             "OM_DATABASE_URL": url,
             "OM_BROKER_URL": "memory://",
             "OM_API_KEYS": f"{KEY}:read",
-            "OM_POSITION_SNAPSHOT_INTERVAL_SECONDS": "0",
-            "OM_SYNC_INTERVAL_SECONDS": "0",
+            "OM_POSITION_SNAPSHOT_INTERVAL": "0",
+            "OM_SYNC_INTERVAL": "0",
             "OM_PLUGIN_PAPER_RANDOM_WALK": "false",
         }
         # Startup reconciliation reports every open order the paper exchange never saw.

@@ -43,8 +43,8 @@ async def service(
         "OM_PLUGIN_PAPER_RANDOM_WALK": "false",
         "OM_PLUGIN_PAPER_INITIAL_BALANCE": "1000000000",
         "OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL": "none",
-        "OM_POSITION_SNAPSHOT_INTERVAL_SECONDS": "0",
-        "OM_SYNC_INTERVAL_SECONDS": "0",
+        "OM_POSITION_SNAPSHOT_INTERVAL": "0",
+        "OM_SYNC_INTERVAL": "0",
         **(extra_env or {}),
     }
     settings = load_settings(env=env)

@@ -107,8 +107,11 @@ class Settings(BaseSettings):
     #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.
     delivery_limit: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    sync_interval_seconds: float = Field(default=60.0, ge=0)
-    position_snapshot_interval_seconds: float = Field(default=300.0, ge=0)
+    #: Seconds between periodic reconciliations with the exchange (0 = only at startup,
+    #: after stream gaps and on demand).
+    sync_interval: float = Field(default=60.0, ge=0)
+    #: Seconds between periodic snapshots of open positions (0 = only on changes).
+    position_snapshot_interval: float = Field(default=300.0, ge=0)
 
     config_file: Path | None = None
     #: Raw ``[plugins.<name>]`` tables from the config file, validated per plugin later.

@@ -144,7 +144,7 @@ class Service:
         )
         self.reconciler = Reconciler(self.sessions, self.exchange, self.applier, self.executor)
         self.snapshots = PeriodicSnapshots(
-            self.sessions, self.exchange, interval=s.position_snapshot_interval_seconds
+            self.sessions, self.exchange, interval=s.position_snapshot_interval
         )
 
         await self.hooks.startup(s.describe())
@@ -152,7 +152,7 @@ class Service:
         await self.resolver.resolve_until_settled()
         await self._reconcile_at_startup()
         self.resolver.start()
-        self.reconciler.start(s.sync_interval_seconds)
+        self.reconciler.start(s.sync_interval)
         self.snapshots.start()
         if consume:
             # Updates first: a fill must never wait behind a queue of new signals.

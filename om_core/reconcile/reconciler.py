@@ -1,6 +1,6 @@
 """Compare what we believe with what the exchange says, and correct the belief.
 
-Runs at startup (before signals are consumed), every ``OM_SYNC_INTERVAL_SECONDS``, after the
+Runs at startup (before signals are consumed), every ``OM_SYNC_INTERVAL``, after the
 exchange's order stream was interrupted, and on ``POST /api/v1/sync``:
 
 1. every order we think is open or in doubt is looked up by client id (adapters fall back to

@@ -30,7 +30,7 @@ API_ENV = {
         f"sha256:{hashlib.sha256(HASHED_TRADE_KEY.encode()).hexdigest()}:trade"
     ),
     # Snapshots are written by the tests only, never by the periodic task.
-    "OM_POSITION_SNAPSHOT_INTERVAL_SECONDS": "0",
+    "OM_POSITION_SNAPSHOT_INTERVAL": "0",
 }
 
 
