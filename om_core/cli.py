@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -51,7 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers()
 
     run = sub.add_parser("run", help="run the service (consumers, API, exchange)")
+    run.add_argument(
+        "--with-ws-gateway",
+        action="store_true",
+        help="also forward Bybit's private stream to ws-gateway.order (OM_BYBIT_*)",
+    )
     run.set_defaults(func=_cmd_run)
+
+    gateway = sub.add_parser(
+        "ws-gateway", help="forward Bybit's private order/execution stream to ws-gateway.order"
+    )
+    gateway.set_defaults(func=_cmd_ws_gateway)
 
     plugins = sub.add_parser("plugins", help="plugin commands")
     plugins_sub = plugins.add_subparsers()
@@ -134,6 +145,9 @@ def _secrets(settings: Settings) -> list[str]:
     from urllib.parse import urlsplit
 
     secrets = [k.secret.get_secret_value() for k in settings.api_keys]
+    bybit = settings.plugin_config.get("bybit", {})
+    secrets += [os.environ.get("OM_BYBIT_API_SECRET", ""), os.environ.get("OM_BYBIT_API_KEY", "")]
+    secrets += [str(bybit.get("api_secret", "")), str(bybit.get("api_key", ""))]
     for url in (settings.database_url, settings.broker_url):
         password = urlsplit(url).password
         if password:
@@ -153,7 +167,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.api_enabled and not settings.api_keys and not _is_loopback(settings.api_host):
         print(
             f"error: OM_API_HOST={settings.api_host} exposes the API beyond this machine but "
@@ -161,10 +175,10 @@ def _cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(_run(settings))
+    return asyncio.run(_run(settings, with_gateway=args.with_ws_gateway))
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, *, with_gateway: bool = False) -> int:
     from om_core.service import Service, StartupError
     from om_plugins.errors import PluginError
 
@@ -180,6 +194,17 @@ async def _run(settings: Settings) -> int:
             print(f"error: {line}", file=sys.stderr)
         await service.stop()
         return 1
+    gateway = None
+    if with_gateway:
+        from om_core.gateway import Gateway, GatewayConfig
+
+        try:
+            gateway = Gateway(GatewayConfig.from_settings(settings), service.bus)
+        except PluginError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            await service.stop()
+            return 1
+        await gateway.start()
     server_task = None
     server = None
     if settings.api_enabled:
@@ -191,8 +216,44 @@ async def _run(settings: Settings) -> int:
     if server is not None and server_task is not None:
         server.should_exit = True
         await server_task
+    if gateway is not None:
+        await gateway.stop()
     await service.stop()
     log.info("stopped")
+    return 0
+
+
+def _cmd_ws_gateway(settings: Settings, _args: argparse.Namespace) -> int:
+    return asyncio.run(_ws_gateway(settings))
+
+
+async def _ws_gateway(settings: Settings) -> int:
+    from om_core.gateway import run_gateway
+    from om_core.messaging import create_bus
+    from om_plugins.errors import PluginError
+
+    if settings.broker_url.startswith("memory://"):
+        print(
+            "error: OM_BROKER_URL=memory:// is inside one process; a separate gateway reaches "
+            "nobody. Point it at RabbitMQ, or use `om run --with-ws-gateway`.",
+            file=sys.stderr,
+        )
+        return 2
+    bus = create_bus(
+        settings.broker_url, queue_type=settings.queue_type, delivery_limit=settings.delivery_limit
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await bus.start()
+    try:
+        await run_gateway(settings, bus, stop=stop)
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await bus.close()
     return 0
 
 

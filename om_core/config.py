@@ -16,7 +16,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -177,6 +182,21 @@ class Settings(BaseSettings):
         }
 
 
+class _ExplicitSettings(Settings):
+    """Settings from the given values only: no environment, no dotenv, no secrets dir."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def mask_url(url: str) -> str:
     """Hide the password of ``scheme://user:password@host``; leave the rest readable."""
     parts = urlsplit(url)
@@ -231,7 +251,7 @@ def load_settings(
     try:
         if env is None:
             return Settings(**file_values)
-        # An explicit env mapping (tests) replaces os.environ entirely.
+        # An explicit env mapping (tests, tools) replaces os.environ entirely.
         values = {
             key[3:].lower(): value
             for key, value in environ.items()
@@ -239,6 +259,6 @@ def load_settings(
         }
         values.pop("config_file", None)
         values.pop("require_services", None)
-        return Settings.model_validate({**file_values, **values})
+        return _ExplicitSettings(**{**file_values, **values})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from exc

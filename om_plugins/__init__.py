@@ -3,13 +3,20 @@
 Everything a plugin author may rely on is importable from here; nothing else in the
 ``om_core`` engine is promised. A plugin is an object (usually a class, instantiated by the
 engine) whose methods are marked with :data:`hookimpl`, published through the entry-point
-group ``order_manager.plugins``::
+group ``order_manager.plugins`` and enabled by name in ``OM_PLUGINS``::
 
     [project.entry-points."order_manager.plugins"]
     my_risk = "my_package.plugin:MyRiskPlugin"
 
 A plugin class may declare ``settings_model`` (a pydantic model); the engine validates the
-plugin's settings at startup and passes the instance to the constructor as ``settings``.
+plugin's settings (``[plugins.<name>]``, ``OM_PLUGIN_<NAME>_<FIELD>``) at startup and passes
+the instance to the constructor as ``settings``. A plugin declares the SDK versions it
+supports with ``om_api_version = ">=1,<2"`` on its class or module, checked against
+:data:`__api_version__` at startup.
+
+The hooks are in :mod:`om_plugins.hookspecs`, exact rounding in :mod:`om_plugins.rounding`,
+and the test kit (fixtures ``harness`` and ``register_plugin``, builders ``make_*``) in
+:mod:`om_plugins.testing`. The guide is ``docs/plugins.md``.
 """
 
 from __future__ import annotations

@@ -89,3 +89,11 @@ def test_om_exits_non_zero_on_bad_config(tmp_path: Path) -> None:
     assert len(lines) == 2, proc.stderr
     assert all(line.startswith("error: OM_") for line in lines)
     assert "topsecret" not in proc.stderr
+
+
+def test_an_explicit_environment_ignores_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OM_MAX_SIGNAL_AGE_SECONDS", "7")
+    assert load_settings(env={}).max_signal_age_seconds == 60
+    assert load_settings().max_signal_age_seconds == 7

@@ -6,8 +6,8 @@ import logging
 import re
 from typing import Annotated, Any
 
-from fastapi import Path, Query
-from pydantic import AfterValidator
+from fastapi import Path, Query, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlmodel import col, select
 
 from api.deps import ReadKey, ServiceDep, SessionDep, TradeKey, api_v1_router
@@ -221,6 +221,75 @@ def signal_summary(record: SignalRecord) -> SignalSummary:
         reasons=reasons_out(record),
         payload=record.payload if isinstance(record.payload, dict) else {},
     )
+
+
+class OrderPreview(BaseModel):
+    """What a signal would send, after risk, order type, quantity and rounding; not sent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "signal_id": "preview-1",
+                    "would_send": {
+                        "client_order_id": "5811d07e-fc1a-5458-a5fa-df0d591c144f",
+                        "symbol": "BTCUSDT",
+                        "category": "linear",
+                        "side": "buy",
+                        "order_type": "limit",
+                        "qty": "0.01",
+                        "price": "59000",
+                    },
+                    "rejections": [],
+                }
+            ]
+        }
+    )
+
+    signal_id: str | None
+    would_send: dict[str, Any] | None
+    rejections: list[RejectionReason]
+
+
+_SIGNAL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "additionalProperties": True},
+                "example": {
+                    "signal_id": "preview-1",
+                    "symbol": "BTCUSDT",
+                    "side": "buy",
+                    "qty": "0.01",
+                    "price": "59000",
+                },
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/orders/preview",
+    summary="The exact exchange request a signal would produce, not sent",
+    description="Runs the signal through validation, the risk checks, order type and quantity "
+    "selection and rounding against the live exchange rules and current state, and returns "
+    "the request it would send, or every reason it would be rejected. Nothing is sent and "
+    "nothing is recorded. The body is a signal (see docs/signals.md); numbers are read "
+    "exactly, never through a float.",
+    responses=error_responses(400, 403, 422, 503),
+    openapi_extra=_SIGNAL_BODY,
+)
+async def preview_order(_key: TradeKey, service: ServiceDep, request: Request) -> OrderPreview:
+    from om_core.tools.preview import preview
+
+    body = await request.body()
+    try:
+        result = await preview(service, body)
+    except (ExchangeUnavailable, OutcomeUnknown) as exc:
+        raise ApiError(503, "exchange_unavailable", str(exc)) from exc
+    return OrderPreview.model_validate(result)
 
 
 @router.post(

@@ -116,7 +116,11 @@ def _check_api_version(name: str, target: Any) -> None:
             wanted = getattr(sys.modules.get(module), "om_api_version", None)
     if wanted is None:
         return
-    if not version_matches(om_plugins.__api_version__, str(wanted)):
+    try:
+        matches = version_matches(om_plugins.__api_version__, str(wanted))
+    except ValueError as exc:
+        raise PluginLoadError(name, f"declares an unreadable om_api_version: {exc}") from exc
+    if not matches:
         raise PluginLoadError(
             name,
             f"requires plugin API {wanted}, this Order Manager provides "

@@ -28,6 +28,7 @@ def examples_installed() -> Iterator[None]:
 
 def test_the_examples_are_the_ones_documented() -> None:
     assert [p.name for p in PACKAGES] == [
+        "audit-log",
         "order-type-post-only",
         "plugin-template",
         "risk-trading-hours",

@@ -95,12 +95,12 @@ async def test_preview_rejections_use_the_database_state(sqlite_url: str) -> Non
             {
                 "plugin": "risk",
                 "code": "MAX_POSITION_NOTIONAL",
-                "message": "BTCUSDT position would be worth 1200.00, the limit is 1000",
+                "message": "BTCUSDT position would be worth 1200.000, the limit is 1000",
                 "details": {
                     "limit": "1000",
-                    "actual": "1200.00",
+                    "actual": "1200.000",
                     "position_size": "0.01",
-                    "position_size_after": "0.02",
+                    "position_size_after": "0.020",
                 },
             }
         ]
