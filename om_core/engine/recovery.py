@@ -11,6 +11,7 @@ from om_core.db.models import Order
 from om_core.db.session import SessionFactory
 from om_core.engine.executor import OrderExecutor
 from om_core.orders.status import IN_DOUBT
+from om_core.periodic import Every
 
 __all__ = ["InDoubtResolver"]
 
@@ -23,8 +24,7 @@ class InDoubtResolver:
     ) -> None:
         self._factory = factory
         self._executor = executor
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Every(interval, self.resolve_all, name="in-doubt resolution")
 
     async def in_doubt(self) -> list[int]:
         async with self._factory() as session:
@@ -56,21 +56,7 @@ class InDoubtResolver:
             delay = min(delay * 2, max_delay)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="in-doubt-resolver")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.resolve_all()
-            except Exception:
-                log.exception("in-doubt resolution pass failed")
+        await self._loop.stop()

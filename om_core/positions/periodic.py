@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sqlmodel import select
@@ -11,6 +10,7 @@ from om_core.db.locks import locked_transaction
 from om_core.db.models import Position
 from om_core.db.session import SessionFactory
 from om_core.engine.processor import symbol_lock_key
+from om_core.periodic import Every
 from om_core.positions.store import snapshot
 from om_plugins.exchange import ExchangeAdapter
 from om_plugins.types import Category
@@ -26,8 +26,7 @@ class PeriodicSnapshots:
     ) -> None:
         self._factory = factory
         self._exchange = exchange
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Every(interval, self.take, name="position snapshots")
 
     async def take(self) -> int:
         """Snapshot every open position now; returns how many were written."""
@@ -52,22 +51,7 @@ class PeriodicSnapshots:
         return written
 
     def start(self) -> None:
-        if self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name="position-snapshots")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.take()
-            except Exception:
-                log.exception("periodic position snapshot failed")
+        await self._loop.stop()

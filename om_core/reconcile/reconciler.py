@@ -33,6 +33,7 @@ from om_core.engine.executor import OrderExecutor
 from om_core.engine.processor import symbol_lock_key
 from om_core.events.payloads import decimal_str
 from om_core.orders.status import IN_DOUBT, OPEN
+from om_core.periodic import Every
 from om_core.positions.store import get_or_create_position, snapshot
 from om_core.updates.apply import UpdateApplier
 from om_core.updates.parse import OrderReport
@@ -86,7 +87,7 @@ class Reconciler:
         self._executor = executor
         self._categories = categories
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._loop: Every | None = None
 
     async def run(self, *, dry_run: bool = False) -> ReconcileReport:
         async with self._lock:  # one reconciliation at a time per process
@@ -232,25 +233,12 @@ class Reconciler:
     # -- schedule ----------------------------------------------------------------------------
 
     def start(self, interval: float) -> None:
-        if interval > 0:
-            self._task = asyncio.create_task(self._every(interval), name="reconciler")
+        self._loop = Every(interval, self.run, name="reconciliation")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _every(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.run()
-            except Exception:
-                log.exception("periodic reconciliation failed")
+        if self._loop is not None:
+            await self._loop.stop()
 
 
 def _position_view(size: Decimal, entry: Decimal) -> dict[str, Any]:
