@@ -137,7 +137,7 @@ class OrderExecutor:
                 await self._resolve(order_id)
                 return
             except ExchangeAuthError as exc:
-                await self._halt(f"exchange authentication failed: {exc.message}")
+                await self.halt(f"exchange authentication failed: {exc.message}")
                 await self._rejected(order_id, exc.code or "AUTH", exc.message)
                 return
             except ExchangeRejected as exc:
@@ -298,7 +298,8 @@ class OrderExecutor:
         """The order certainly never reached the exchange and must not be sent any more."""
         await self._rejected(order_id, code, message)
 
-    async def _halt(self, reason: str) -> None:
+    async def halt(self, reason: str) -> None:
+        """Stop trading (persisted, published): something a human must fix is wrong."""
         log.error("halting trading: %s", reason)
         async with self._factory() as session, session.begin():
             await set_state(session, TradingState.HALTED, reason, actor="engine")

@@ -26,7 +26,7 @@ from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.plugins.facade import PluginHooks
 from om_core.signals import store
 from om_core.signals.store import FINAL
-from om_plugins.errors import ExchangeRejected
+from om_plugins.errors import ExchangeAuthError, ExchangeRejected
 from om_plugins.rounding import is_multiple
 from om_plugins.types import (
     DecisionContext,
@@ -89,6 +89,16 @@ class SignalProcessor:
             return _duplicate(known)
         try:
             market = await self._context.market_data(signal)
+        except ExchangeAuthError as exc:
+            # Credentials are wrong or revoked: retrying cannot help and must not loop.
+            await self._executor.halt(f"exchange authentication failed: {exc.message}")
+            market = None
+            unavailable = Rejection(
+                code="EXCHANGE_AUTH",
+                message=f"the exchange refused our credentials: {exc.message}",
+                details={"exchange_code": exc.code},
+                plugin="engine",
+            )
         except ExchangeRejected as exc:
             market = None
             unavailable = Rejection(

@@ -6,9 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from om_core import trading_state
 from om_core.config import load_settings
 from om_core.orders.client_id import client_order_id
 from om_core.plugins import PluginHooks, load_plugins
+from om_plugins import TradingState
 from tests.bybit.conftest import API_KEY, API_SECRET
 from tests.fake_bybit import FakeBybit
 from tests.flow.stack import running
@@ -87,3 +89,65 @@ async def test_a_definitive_rejection_is_recorded_with_bybits_code(
         [order] = await stack.orders("b-3")
         assert (order.status, order.reject_code) == ("rejected", "110007")
     assert len(fake.create_calls) == 1
+
+
+async def test_bad_credentials_halt_trading_with_a_clear_reason(
+    fake: FakeBybit, tmp_path: Path
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'om.db'}"
+    # Market data is public; the first signed request (the create) is refused: 10004.
+    env = bybit_env(fake, OM_BYBIT_API_SECRET="not-the-secret")
+    async with running(db, "memory://", env=env) as stack:
+        await stack.publish(
+            {
+                "signal_id": "auth-1",
+                "symbol": "BTCUSDT",
+                "side": "buy",
+                "qty": "0.010",
+                "price": "50000",
+            }
+        )
+        row = await stack.outcome("auth-1")
+        assert row.status == "rejected"
+        state = [e for e in await stack.all_events() if e["event_type"] == "trading_state.changed"]
+        assert state and state[0]["trading_state"]["state"] == "halted"
+        assert "authentication" in state[0]["trading_state"]["reason"]
+        assert "not-the-secret" not in state[0]["trading_state"]["reason"]
+        await stack.publish(
+            {
+                "signal_id": "auth-2",
+                "symbol": "BTCUSDT",
+                "side": "buy",
+                "qty": "0.010",
+                "price": "50000",
+            }
+        )
+        row = await stack.outcome("auth-2")
+        assert row.status == "rejected"
+        assert {r["code"] for r in row.reasons} & {"TRADING_HALTED", "EXCHANGE_AUTH"}
+        async with stack.service.sessions() as session:
+            assert (await trading_state.get_state(session)).state == TradingState.HALTED
+    assert fake.orders == {}
+
+
+async def test_rate_limiting_slows_an_order_down_instead_of_failing_it(
+    fake: FakeBybit, resent: set[str], tmp_path: Path
+) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'om.db'}"
+    link = client_order_id("throttled", 0)
+    resent.add(link)  # the throttled create is recorded by the fake, then sent again
+    async with running(db, "memory://", env=bybit_env(fake)) as stack:
+        fake.throttle("/v5/order/create", count=1)
+        await stack.publish(
+            {
+                "signal_id": "throttled",
+                "symbol": "BTCUSDT",
+                "side": "buy",
+                "qty": "0.010",
+                "price": "50000",
+            }
+        )
+        row = await stack.outcome("throttled")
+        assert row.status == "placed", row.reasons
+    assert [c["orderLinkId"] for c in fake.create_calls] == [link, link]
+    assert list(fake.orders) == [link]
