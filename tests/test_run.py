@@ -92,3 +92,29 @@ def test_om_run_refuses_an_unmigrated_server_database(pg_url: str, tmp_path: Pat
         timeout=60,
     )
     assert "current: 0002" in current.stdout
+
+
+def test_om_ws_gateway_explains_what_it_needs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OM_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "om_core.cli", "ws-gateway"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "memory://" in proc.stderr and "--with-ws-gateway" in proc.stderr
+
+    env.update({"OM_API_ENABLED": "false"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "om_core.cli", "run", "--with-ws-gateway"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "OM_BYBIT_API_KEY" in proc.stderr
