@@ -168,6 +168,11 @@ async def test_auth_failure_is_logged_loudly_retried_with_backoff_and_keeps_secr
             for n in (1, 2, 3):
                 await wait_for(lambda n=n: fake.auth_failures >= n, message=f"attempt {n}")
                 seen.append(time.monotonic())
+            # The server counts a failure before the gateway has read the answer and logged it.
+            await wait_for(
+                lambda: sum("refused" in r.getMessage() for r in caplog.records) >= 3,
+                message="three refusals logged",
+            )
         finally:
             await failing.stop()
     # Backoff 0.1 s then 0.2 s (± 20 % jitter) between attempts, not back to back.
