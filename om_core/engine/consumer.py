@@ -29,6 +29,7 @@ __all__ = ["SignalConsumer", "is_transient", "retry_transient"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_MAX_CONFLICT_RETRIES = 3
 _SCHEMA_ERRORS = re.compile(r"no such (table|column)|syntax error|has no column", re.I)
 
 
@@ -59,14 +60,23 @@ async def retry_transient(
     initial: float = 0.2,
     maximum: float = 5.0,
 ) -> T:
-    """Run ``action`` until it succeeds or fails for a non-transient reason."""
+    """Run ``action`` until it succeeds or fails for a non-transient reason.
+
+    A uniqueness conflict is retried only a few times: the retry sees the row that won the
+    race; a conflict that persists is a bug, and must surface rather than hold the message.
+    """
     delay = initial
+    conflicts = 0
     while True:
         try:
             return await action()
         except Exception as exc:
             if not is_transient(exc):
                 raise
+            if isinstance(exc, IntegrityError):
+                conflicts += 1
+                if conflicts > _MAX_CONFLICT_RETRIES:
+                    raise
             log.warning("%s failed transiently (%s); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, maximum)
