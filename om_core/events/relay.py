@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlmodel import col, select
 
+from om_core import faults
 from om_core.db.locks import try_xact_lock
 from om_core.db.models import OutboxEvent
 from om_core.db.session import SessionFactory
@@ -127,6 +128,7 @@ class OutboxRelay:
                 row.sent_at = utcnow()
                 row.attempts += 1
                 published.append(row)
+        faults.checkpoint("outbox.marked_sent")
         if self._hooks is not None:
             for row in published:
                 self._hooks.order_event(json.loads(row.payload))

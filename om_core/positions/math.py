@@ -44,7 +44,8 @@ def _pnl(closed: Decimal, entry: Decimal, exit_: Decimal, direction: int, invers
         if entry == 0 or exit_ == 0:
             return Decimal(0)
         return quantize(closed * (1 / entry - 1 / exit_) * direction)
-    return closed * (exit_ - entry) * direction
+    # The entry is an average with up to 18 places; the product can have 36.
+    return quantize(closed * (exit_ - entry) * direction)
 
 
 def apply_fill(

@@ -65,6 +65,8 @@ def decode_json(body: bytes) -> Any:
         return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidSignal([f"body is not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise InvalidSignal(["body is not valid JSON: nested too deeply"]) from None
 
 
 def read_signal_id(data: Any) -> str | None:

@@ -162,7 +162,7 @@ class UpdateApplier:
             # The order stream already reported this fill cumulatively.
             return Applied("ignored", order.id, order.status, reason="fill already counted")
         qty = cum_after - order.filled_qty
-        fee = e.exec_fee if qty == e.exec_qty else e.exec_fee * qty / e.exec_qty
+        fee = e.exec_fee if qty == e.exec_qty else _quantize(e.exec_fee * qty / e.exec_qty)
         fill = _FillDelta(e.exec_id, qty, e.exec_price, fee, e.exec_ms)
         filled = e.leaves_qty == 0 and cum_after >= order.qty
         reported = OrderStatus.FILLED if filled else OrderStatus.PARTIALLY_FILLED
@@ -172,7 +172,7 @@ class UpdateApplier:
         if verdict.action is Action.QUARANTINE:
             return await self._quarantine(session, order, e, verdict.reason)
         await _leave_doubt(session, order, e.order_id)
-        order.cum_exec_value += qty * e.exec_price
+        order.cum_exec_value += _quantize(qty * e.exec_price)
         order.cum_fee += fee
         order.avg_fill_price = _quantize(order.cum_exec_value / cum_after)
         await self._transition(session, order, verdict.status, fill, e.order_id, None)

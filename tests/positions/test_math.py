@@ -57,6 +57,19 @@ def test_unrealized() -> None:
     assert unrealized_pnl(PositionState(), D(90)) == D(0)
 
 
+def test_pnl_on_an_average_that_does_not_terminate_fits_the_stored_scale() -> None:
+    s = fills(
+        PositionState(),
+        ("buy", "0.004", "50000"),
+        ("buy", "0.002", "55000"),
+        ("sell", "0.003", "70000"),
+    )
+    for value in (s.avg_entry_price, s.realized_pnl):
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int) and exponent >= -18
+    assert abs(s.realized_pnl - D("55")) < D("1e-15")
+
+
 def test_zero_qty_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         apply_fill(PositionState(), side="buy", qty=D(0), price=D(1))

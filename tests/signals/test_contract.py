@@ -74,6 +74,7 @@ def test_epoch_milliseconds_and_unknown_fields_kept_in_metadata() -> None:
             ],
         ),
         (b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "buy", "qty": NaN}', ["not valid JSON"]),
+        (b"[" * 100_000, ["nested too deeply"]),
         (
             b'{"signal_id": "a", "symbol": "BTCUSDT", "side": "buy", "price": "Infinity"}',
             ["finite"],
