@@ -149,7 +149,13 @@ async def test_duplicates_and_reordering_change_nothing(urls: tuple[str, str]) -
         await publish_update(stack, stream(new))  # sentinel processed after the rest
         pos = await position(stack)
         assert pos is not None and pos.size == Decimal("0.010")
-        assert await events_for(stack, cid) == ["order.created", "order.filled"]
+        # Handlers run concurrently, so the partial may or may not be applied before the
+        # fill; either way no change is published twice and the story ends filled.
+        kinds = await events_for(stack, cid)
+        assert kinds in (
+            ["order.created", "order.filled"],
+            ["order.created", "order.partially_filled", "order.filled"],
+        )
 
 
 async def test_partial_then_cancel(urls: tuple[str, str]) -> None:
