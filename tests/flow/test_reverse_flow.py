@@ -80,6 +80,7 @@ async def test_new_partial_filled_moves_order_position_and_events(urls: tuple[st
                 )
             ),
         )
+        await stack.order_status(cid, "partially_filled")  # consumers run concurrently
         await publish_update(
             stack,
             stream(
@@ -176,6 +177,7 @@ async def test_partial_then_cancel(urls: tuple[str, str]) -> None:
                 )
             ),
         )
+        await stack.order_status(cid, "partially_filled")  # consumers run concurrently
         await publish_update(
             stack,
             stream(
