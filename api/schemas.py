@@ -262,6 +262,12 @@ class SignalSummary(BaseModel):
     payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
 
 
+class StatusChangeOut(BaseModel):
+    status: str = Field(examples=["partially_filled"])
+    filled_qty: str = Field(examples=["0.004"])
+    at: datetime
+
+
 class OrderDetail(OrderOut):
     """An order with its fills and the signal it came from."""
 
@@ -284,6 +290,23 @@ class OrderDetail(OrderOut):
                             "executed_at": "2026-01-05T10:02:11.000Z",
                         }
                     ],
+                    "history": [
+                        {
+                            "status": "pending_submit",
+                            "filled_qty": "0",
+                            "at": "2026-01-05T10:02:10.100Z",
+                        },
+                        {
+                            "status": "submitted",
+                            "filled_qty": "0",
+                            "at": "2026-01-05T10:02:10.180Z",
+                        },
+                        {
+                            "status": "filled",
+                            "filled_qty": "0.010",
+                            "at": "2026-01-05T10:02:11.020Z",
+                        },
+                    ],
                     "signal": {
                         "signal_id": "trend-2026-01-05T10:00:00Z-BTC",
                         "status": "placed",
@@ -302,6 +325,9 @@ class OrderDetail(OrderOut):
     )
 
     fills: list[FillOut] = Field(description="Executions, oldest first.")
+    history: list[StatusChangeOut] = Field(
+        description="Every change of status or filled quantity, oldest first."
+    )
     signal: SignalSummary | None = Field(description="`null` for external orders.")
 
 

@@ -91,7 +91,7 @@ def test_om_run_refuses_an_unmigrated_server_database(pg_url: str, tmp_path: Pat
         text=True,
         timeout=60,
     )
-    assert "current: 0002" in current.stdout
+    assert "current: 0003" in current.stdout
 
 
 def test_om_ws_gateway_explains_what_it_needs(tmp_path: Path) -> None:

@@ -28,11 +28,12 @@ from api.schemas import (
     OrderPage,
     RejectionReason,
     SignalSummary,
+    StatusChangeOut,
     error_responses,
 )
-from om_core.db.models import Fill, Order, SignalRecord
+from om_core.db.models import Fill, Order, OrderStatusChange, SignalRecord
 from om_core.db.session import AsyncSession
-from om_core.events.payloads import order_payload
+from om_core.events.payloads import decimal_str, order_payload
 from om_core.orders.status import TERMINAL, OrderStatus
 from om_plugins.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, OutcomeUnknown
 from om_plugins.types import Category, Side
@@ -171,6 +172,13 @@ async def get_order(_key: ReadKey, session: SessionDep, order_ref: OrderRef) -> 
             .order_by(col(Fill.executed_at), col(Fill.id))
         )
     ).all()
+    history = (
+        await session.exec(
+            select(OrderStatusChange)
+            .where(col(OrderStatusChange.client_order_id) == order.client_order_id)
+            .order_by(col(OrderStatusChange.id))
+        )
+    ).all()
     signal = None
     if order.signal_id is not None:
         record = (
@@ -193,6 +201,12 @@ async def get_order(_key: ReadKey, session: SessionDep, order_ref: OrderRef) -> 
                     executed_at=f.executed_at,
                 )
                 for f in fills
+            ],
+            "history": [
+                StatusChangeOut(
+                    status=h.status, filled_qty=decimal_str(h.filled_qty) or "0", at=h.at
+                )
+                for h in history
             ],
             "signal": signal,
         }

@@ -14,6 +14,7 @@ from om_core.db.types import DecimalType, UTCDateTime, utcnow
 __all__ = [
     "Fill",
     "Order",
+    "OrderStatusChange",
     "OutboxEvent",
     "Position",
     "PositionSnapshot",
@@ -237,3 +238,19 @@ class QuarantinedUpdate(SQLModel, table=True):
         default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
     )
     received_at: datetime = _ts(index=True)
+
+
+class OrderStatusChange(SQLModel, table=True):
+    """An order's history: one row whenever its status or filled quantity changed.
+
+    Written by the session itself (see :mod:`om_core.orders.history`), so no code path that
+    changes an order can forget it.
+    """
+
+    __tablename__ = "order_status_history"
+
+    id: int | None = _pk()
+    client_order_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, index=True))
+    status: str = Field(max_length=32)
+    filled_qty: Decimal = _money(default=Decimal(0))
+    at: datetime = _ts()

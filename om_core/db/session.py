@@ -57,4 +57,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    from om_core.orders import history
+
+    history.install()
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

@@ -194,6 +194,12 @@ class UpdateApplier:
             order.exchange_order_id = exchange_order_id
         if updated_ms is not None:
             order.exchange_updated_ms = max(order.exchange_updated_ms or 0, updated_ms)
+        changed = status != before
+        if not changed and fill is None:
+            return False
+        # Status and quantity change together, so the order's history gets one row.
+        order.status = status
+        order.updated_at = utcnow()
         position = None
         if fill is not None:
             assert order.id is not None
@@ -221,11 +227,6 @@ class UpdateApplier:
                 price=fill.price,
                 fee=fill.fee,
             )
-        changed = status != before
-        if not changed and fill is None:
-            return False
-        order.status = status
-        order.updated_at = utcnow()
         await session.flush()
         event_type = _event_type(before, status, fill is not None)
         if event_type is not None:

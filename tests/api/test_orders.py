@@ -252,7 +252,13 @@ async def test_an_order_by_id_client_id_and_exchange_id_with_fills_and_signal(ap
     ]
     assert bodies[0] == bodies[1] == bodies[2]
     body = bodies[0]
-    assert set(body) == ITEM_FIELDS | {"fills", "signal"}
+    assert set(body) == ITEM_FIELDS | {"fills", "history", "signal"}
+    # Every change, whichever path made it: the intent, the REST answer, the stream's fill.
+    assert [(h["status"], Decimal(h["filled_qty"])) for h in body["history"]] == [
+        ("pending_submit", 0),
+        ("submitted", 0),
+        ("filled", Decimal("0.010")),
+    ]
     assert body["status"] == "filled" and body["signal_id"] == "s-market"
     assert [Decimal(f["qty"]) for f in body["fills"]] == [Decimal("0.010")]
     assert body["fills"][0]["price"] == body["avg_fill_price"]
