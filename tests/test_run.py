@@ -13,6 +13,26 @@ from pathlib import Path
 import httpx
 import pytest
 
+from om_core.db import migrate
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any OM_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OM_")}
+    env.update(extra)
+    return env
+
+
+def om(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "om_core.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -34,8 +54,7 @@ def _wait_http(url: str, proc: subprocess.Popen[str], timeout: float = 30) -> ht
 
 def test_om_run_on_embedded_defaults_serves_health_and_stops_cleanly(tmp_path: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OM_")}
-    env["OM_API_PORT"] = str(port)
+    env = _clean_env(OM_API_PORT=str(port))
     proc = subprocess.Popen(
         [sys.executable, "-m", "om_core.cli", "run"],
         cwd=tmp_path,
@@ -61,60 +80,25 @@ def test_om_run_on_embedded_defaults_serves_health_and_stops_cleanly(tmp_path: P
 
 
 def test_om_run_refuses_an_unmigrated_server_database(pg_url: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OM_")}
-    env.update({"OM_DATABASE_URL": pg_url, "OM_API_ENABLED": "false"})
-    proc = subprocess.run(
-        [sys.executable, "-m", "om_core.cli", "run"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = _clean_env(OM_DATABASE_URL=pg_url, OM_API_ENABLED="false")
+    proc = om(tmp_path, env, "run")
     assert proc.returncode == 1
     assert "om db upgrade" in proc.stderr
 
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "om_core.cli", "db", "upgrade"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    upgrade = om(tmp_path, env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    current = subprocess.run(
-        [sys.executable, "-m", "om_core.cli", "db", "current"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "current: 0003" in current.stdout
+    current = om(tmp_path, env, "db", "current")
+    head = migrate.head_revision()
+    assert f"current: {head}; code expects: {head}" in current.stdout
 
 
 def test_om_ws_gateway_explains_what_it_needs(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OM_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "om_core.cli", "ws-gateway"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = _clean_env()
+    proc = om(tmp_path, env, "ws-gateway")
     assert proc.returncode == 2
     assert "memory://" in proc.stderr and "--with-ws-gateway" in proc.stderr
 
     env.update({"OM_API_ENABLED": "false"})
-    proc = subprocess.run(
-        [sys.executable, "-m", "om_core.cli", "run", "--with-ws-gateway"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = om(tmp_path, env, "run", "--with-ws-gateway")
     assert proc.returncode == 1
     assert "OM_BYBIT_API_KEY" in proc.stderr

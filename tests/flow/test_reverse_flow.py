@@ -7,7 +7,6 @@ reports published to ``ws-gateway.order`` exactly as the WS-Gateway would.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from decimal import Decimal
 from typing import Any
@@ -413,7 +412,6 @@ async def test_periodic_snapshots_record_mark_and_unrealized_pnl(urls: tuple[str
         assert periodic.unrealized_pnl == (Decimal(61000) - periodic.avg_entry_price) * Decimal(
             "0.010"
         )
-        await asyncio.sleep(0)
 
 
 async def test_hedge_mode_keeps_one_position_per_side(urls: tuple[str, str]) -> None:
