@@ -10,11 +10,44 @@ import shutil
 import statistics
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+
+#: How many publishes await their broker confirm at once while a benchmark loads the service.
+PUBLISH_WINDOW = 100
+
+
+@asynccontextmanager
+async def publisher(bus: Any) -> AsyncIterator[Callable[..., Awaitable[None]]]:
+    """``publish(queue, body, **kw)`` that returns as soon as the message is on its way.
+
+    Waiting for each confirm before the next publish would make the load generator the
+    bottleneck (one broker round trip per message). Publishes go out in call order; at most
+    ``PUBLISH_WINDOW`` are unconfirmed, and leaving the block waits for every confirm.
+    """
+    window = asyncio.Semaphore(PUBLISH_WINDOW)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(queue: str, body: bytes, **kw: Any) -> None:
+        try:
+            await bus.publish(queue, body, **kw)
+        finally:
+            window.release()
+
+    async def publish(queue: str, body: bytes, **kw: Any) -> None:
+        await window.acquire()
+        task = asyncio.create_task(one(queue, body, **kw))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    try:
+        yield publish
+    finally:
+        await asyncio.gather(*pending)
+
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import line, machine, percentiles, pg_database, vhost
+from bench.common import line, machine, percentiles, pg_database, publisher, vhost
 from bench.harness import service
 from om_core.events.payloads import dumps
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE
@@ -58,11 +58,12 @@ async def run(db_url: str, broker_url: str, count: int) -> dict[str, float]:
     async with service(db_url, broker_url) as (_svc, taps, bus):
         published: dict[str, float] = {}
         start = time.perf_counter()
-        for n in range(count):
-            oid = f"ext-{uuid.uuid4()}"
-            body = dumps(report(oid, f"B{n % 30}USDT", n)).encode()
-            published[oid] = time.perf_counter()
-            await bus.publish(ORDER_UPDATES_QUEUE, body)
+        async with publisher(bus) as publish:
+            for n in range(count):
+                oid = f"ext-{uuid.uuid4()}"
+                body = dumps(report(oid, f"B{n % 30}USDT", n)).encode()
+                published[oid] = time.perf_counter()
+                await publish(ORDER_UPDATES_QUEUE, body)
         filled = taps.events.setdefault("order.filled", {})
         deadline = time.monotonic() + 300
         while len(filled) < count and time.monotonic() < deadline:  # noqa: ASYNC110

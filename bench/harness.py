@@ -66,7 +66,7 @@ async def service(
         await svc.signal_consumer.handle(message)
 
     consumers = [
-        await svc.bus.consume(ORDER_UPDATES_QUEUE, svc.event_subscriber.handle, prefetch=64),
+        await svc.bus.consume(ORDER_UPDATES_QUEUE, svc.update_handler, prefetch=64),
         await svc.bus.consume(SIGNALS_QUEUE, timed_handle, prefetch=64),
     ]
     other = svc.bus if broker_url.startswith("memory") else create_bus(broker_url)

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import line, machine, percentiles, pg_database, vhost
+from bench.common import line, machine, percentiles, pg_database, publisher, vhost
 from bench.harness import service
 from om_core.events.payloads import dumps
 from om_core.messaging.topology import SIGNALS_QUEUE
@@ -35,23 +35,24 @@ async def one_rate(
         run = uuid.uuid4().hex[:6]
         published: dict[str, float] = {}
         start = time.perf_counter()
-        for n in range(count):
-            if rate:
-                delay = start + n / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            symbol = SYMBOLS[n % len(SYMBOLS)]
-            sid = f"bench-{run}-{n}"
-            body = dumps(
-                {
-                    "signal_id": sid,
-                    "symbol": symbol,
-                    "side": "buy" if n % 2 else "sell",
-                    "qty": QTY[symbol],
-                }
-            ).encode()
-            published[sid] = time.perf_counter()
-            await bus.publish(SIGNALS_QUEUE, body, message_id=sid)
+        async with publisher(bus) as publish:
+            for n in range(count):
+                if rate:
+                    delay = start + n / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                symbol = SYMBOLS[n % len(SYMBOLS)]
+                sid = f"bench-{run}-{n}"
+                body = dumps(
+                    {
+                        "signal_id": sid,
+                        "symbol": symbol,
+                        "side": "buy" if n % 2 else "sell",
+                        "qty": QTY[symbol],
+                    }
+                ).encode()
+                published[sid] = time.perf_counter()
+                await publish(SIGNALS_QUEUE, body, message_id=sid)
         deadline = time.monotonic() + 120
         created = taps.events.setdefault("order.created", {})
         while len(created) < count and time.monotonic() < deadline:  # noqa: ASYNC110

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.
     delivery_limit: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    #: Outbox events awaiting their publisher confirm at once (1 = strictly one at a time).
+    outbox_in_flight: int = Field(default=64, ge=1, le=1000)
     #: Seconds between periodic reconciliations with the exchange (0 = only at startup,
     #: after stream gaps and on demand).
     sync_interval: float = Field(default=60.0, ge=0)

@@ -28,6 +28,7 @@ from om_core.events.payloads import dumps
 from om_core.events.relay import OutboxRelay
 from om_core.messaging import MessageBus, create_bus
 from om_core.messaging.base import Consumer
+from om_core.messaging.batching import Batcher
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
@@ -115,7 +116,7 @@ class Service:
         self.exchange = factory(ExchangeContext(publish_order_update=self._publish_order_update))
         await self.exchange.start()
 
-        self.relay = OutboxRelay(self.sessions, self.bus, self.hooks)
+        self.relay = OutboxRelay(self.sessions, self.bus, self.hooks, in_flight=s.outbox_in_flight)
         self.relay.start()
         max_age = timedelta(seconds=s.max_signal_age_seconds)
         context = ContextBuilder(self.exchange)
@@ -142,6 +143,10 @@ class Service:
         self.event_subscriber = EventSubscriber(
             self.applier, on_gateway_reconnected=self.on_stream_gap
         )
+        #: The ``ws-gateway.order`` handler: reports that arrive together share a transaction.
+        self.update_handler = Batcher(
+            self.event_subscriber.handle_batch, max_batch=s.prefetch, name="order-updates"
+        )
         self.reconciler = Reconciler(self.sessions, self.exchange, self.applier, self.executor)
         self.snapshots = PeriodicSnapshots(
             self.sessions, self.exchange, interval=s.position_snapshot_interval
@@ -158,7 +163,7 @@ class Service:
             # Updates first: a fill must never wait behind a queue of new signals.
             self._consumers.append(
                 await self.bus.consume(
-                    ORDER_UPDATES_QUEUE, self.event_subscriber.handle, prefetch=s.prefetch
+                    ORDER_UPDATES_QUEUE, self.update_handler, prefetch=s.prefetch
                 )
             )
             self._consumers.append(
@@ -202,6 +207,8 @@ class Service:
         for consumer in self._consumers:
             await consumer.stop(grace)
         self._consumers.clear()
+        if hasattr(self, "update_handler"):
+            await self.update_handler.close()
         if hasattr(self, "resolver"):
             await self.resolver.stop()
         if hasattr(self, "snapshots"):

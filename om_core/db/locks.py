@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from sqlalchemy import text
 
@@ -23,6 +23,11 @@ __all__ = ["RollBack", "locked_transaction", "try_xact_lock"]
 class RollBack(Exception):
     """Raise inside :func:`locked_transaction` to undo everything it did (dry runs)."""
 
+
+_LOCK_ONE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_MANY = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) k"
+)
 
 _local_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -40,22 +45,32 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 @asynccontextmanager
-async def locked_transaction(factory: SessionFactory, key: str) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction that holds the lock on ``key`` until it commits.
+async def locked_transaction(
+    factory: SessionFactory, key: str | Iterable[str]
+) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction that holds the lock on ``key`` (or on each of several keys)
+    until it commits.
 
-    Commits on normal exit, rolls back on an exception.
+    Several keys are locked in sorted order, so two transactions that lock overlapping sets
+    cannot deadlock. Commits on normal exit, rolls back on an exception.
     """
+    keys = sorted({key} if isinstance(key, str) else set(key))
     async with factory() as session:
         if _is_postgres(session):
             async with session.begin():
                 conn = await session.connection()
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-                )
+                if len(keys) == 1:
+                    await conn.execute(_LOCK_ONE, {"key": keys[0]})
+                else:
+                    # One round trip; unnest keeps the array's (sorted) order.
+                    await conn.execute(_LOCK_MANY, {"keys": keys})
                 yield session
             return
-        async with _local_lock(key), session.begin():
-            yield session
+        async with AsyncExitStack() as stack:
+            for one in keys:
+                await stack.enter_async_context(_local_lock(one))
+            async with session.begin():
+                yield session
 
 
 async def try_xact_lock(session: AsyncSession, key: str) -> bool:

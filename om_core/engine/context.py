@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from om_core.db.models import Order, TradingStateRow
 from om_core.db.models import Position as PositionRow
@@ -29,6 +30,25 @@ from om_plugins.types import (
 )
 
 __all__ = ["ContextBuilder", "MarketData", "load_trading_state"]
+
+_POSITIONS: Table = PositionRow.__table__  # type: ignore[attr-defined]
+_ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
+_STATE: Table = TradingStateRow.__table__  # type: ignore[attr-defined]
+_OPEN = sorted(s.value for s in OPEN)
+_OPEN_COLUMNS = [
+    _ORDERS.c[name]
+    for name in (
+        "client_order_id",
+        "symbol",
+        "category",
+        "side",
+        "qty",
+        "filled_qty",
+        "price",
+        "status",
+        "reduce_only",
+    )
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +87,12 @@ class ContextBuilder:
         return MarketData(instrument, price, balance)
 
     async def build(
-        self, session: AsyncSession, signal: Signal, market: MarketData, now: datetime
+        self, conn: AsyncConnection, signal: Signal, market: MarketData, now: datetime
     ) -> DecisionContext:
         """Database reads; called while holding the symbol lock, so they are consistent with
-        every decision committed before."""
+        every decision committed before. Core statements: this runs for every signal."""
         # Filtered here, not in SQL: SQLite keeps decimals as text, where "0.0" != "0".
-        rows = [r for r in (await session.exec(select(PositionRow))).all() if r.size]
+        rows = [r for r in (await conn.execute(select(_POSITIONS))).all() if r.size]
         positions = tuple(_position(r) for r in rows)
         own = next(
             (p for p in positions if p.symbol == signal.symbol and p.category == signal.category),
@@ -81,11 +101,11 @@ class ContextBuilder:
         prices = {r.symbol: r.mark_price for r in rows if r.mark_price is not None}
         prices[signal.symbol] = market.reference_price
         open_rows = (
-            await session.exec(
-                select(Order).where(
-                    col(Order.symbol) == signal.symbol,
-                    col(Order.category) == signal.category.value,
-                    col(Order.status).in_([s.value for s in OPEN]),
+            await conn.execute(
+                select(*_OPEN_COLUMNS).where(
+                    _ORDERS.c.symbol == signal.symbol,
+                    _ORDERS.c.category == signal.category.value,
+                    _ORDERS.c.status.in_(_OPEN),
                 )
             )
         ).all()
@@ -103,14 +123,19 @@ class ContextBuilder:
             )
             for o in open_rows
         )
-        recent = (
-            await session.exec(
-                select(func.count())
-                .select_from(Order)
-                .where(
-                    col(Order.symbol) == signal.symbol,
-                    col(Order.is_external).is_(False),
-                    col(Order.created_at) >= now - timedelta(seconds=60),
+        # Two scalar reads in one round trip.
+        state, recent = (
+            await conn.execute(
+                select(
+                    select(_STATE.c.state).where(_STATE.c.id == 1).scalar_subquery(),
+                    select(func.count())
+                    .select_from(_ORDERS)
+                    .where(
+                        _ORDERS.c.symbol == signal.symbol,
+                        _ORDERS.c.is_external.is_(False),
+                        _ORDERS.c.created_at >= now - timedelta(seconds=60),
+                    )
+                    .scalar_subquery(),
                 )
             )
         ).one()
@@ -122,13 +147,13 @@ class ContextBuilder:
             positions=positions,
             open_orders=open_orders,
             balance=market.balance,
-            trading_state=await load_trading_state(session),
+            trading_state=TradingState(state) if state is not None else TradingState.ACTIVE,
             recent_order_count=int(recent),
             prices=prices,
         )
 
 
-def _position(row: PositionRow) -> Position:
+def _position(row: Any) -> Position:
     return Position(
         category=Category(row.category),
         symbol=row.symbol,

@@ -28,7 +28,7 @@ from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
-from om_core.orders.lifecycle import mark_accepted, settle_signal
+from om_core.orders.lifecycle import accept_order, mark_accepted, settle_signal
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.trading_state import set_state
 from om_plugins.errors import (
@@ -102,30 +102,32 @@ class OrderExecutor:
 
     # -- placing ---------------------------------------------------------------------------
 
-    async def submit(self, order_id: int, *, fresh: Order | None = None) -> None:
+    async def submit(self, order_id: int, *, fresh: Order | None = None) -> OrderStatus | None:
         """Send the order (intent already committed) and commit what the exchange said.
 
         ``fresh`` is the intent just committed by the caller, with its first attempt already
         recorded in it and its signal just checked for age: it saves three round trips.
+        Returns the order's status once the exchange accepted it, ``None`` otherwise
+        (rejected, in doubt, or handled elsewhere: the database tells).
         """
         if order_id in self._in_flight:
-            return
+            return None
         self._in_flight.add(order_id)
         try:
-            await self._submit(order_id, fresh)
+            return await self._submit(order_id, fresh)
         finally:
             self._in_flight.discard(order_id)
 
-    async def _submit(self, order_id: int, fresh: Order | None = None) -> None:
+    async def _submit(self, order_id: int, fresh: Order | None = None) -> OrderStatus | None:
         delay = self._backoff
         while True:
             order = fresh if fresh is not None else await self._load(order_id)
             if order is None or order.status not in IN_DOUBT:
-                return
+                return None
             if fresh is None:
                 if await self._stale(order):
                     await self._expire(order_id, "SIGNAL_STALE", "signal too old to place")
-                    return
+                    return None
                 await self._mark_attempt(order_id)
             fresh = None
             try:
@@ -135,15 +137,15 @@ class OrderExecutor:
             except DuplicateClientOrderId:
                 log.info("order %s already on the exchange; looking it up", order.client_order_id)
                 await self._resolve(order_id)
-                return
+                return None
             except ExchangeAuthError as exc:
                 await self.halt(f"exchange authentication failed: {exc.message}")
                 await self._rejected(order_id, exc.code or "AUTH", exc.message)
-                return
+                return None
             except ExchangeRejected as exc:
                 self._forget_instrument(Category(order.category), order.symbol)
                 await self._rejected(order_id, exc.code, exc.message)
-                return
+                return None
             except ExchangeUnavailable as exc:
                 wait = exc.retry_after if exc.retry_after is not None else delay
                 log.warning(
@@ -161,13 +163,13 @@ class OrderExecutor:
                 log.warning("placing %s had an unknown outcome: %r", order.client_order_id, exc)
                 await self._set_status(order_id, OrderStatus.SUBMIT_UNKNOWN)
                 await self._resolve(order_id)
-                return
+                return None
             faults.checkpoint("exchange.create_sent")
             if self._before_commit is not None:
                 await self._before_commit(order.client_order_id)
-            await self._accepted(order_id, placed.exchange_order_id, None)
+            status = await self._accepted(order_id, placed.exchange_order_id, None)
             faults.checkpoint("exchange.result_committed")
-            return
+            return status
 
     # -- resolving orders in doubt -----------------------------------------------------------
 
@@ -259,11 +261,18 @@ class OrderExecutor:
 
     async def _accepted(
         self, order_id: int, exchange_order_id: str, status: OrderStatus | None
-    ) -> None:
+    ) -> OrderStatus:
+        """Record that the exchange has the order; returns the order's status after."""
         async with self._factory() as session, session.begin():
-            order = await _locked(session, order_id)
-            await mark_accepted(session, order, exchange_order_id, status)
+            if await accept_order(await session.connection(), order_id, exchange_order_id, status):
+                now = status or OrderStatus.SUBMITTED
+            else:
+                # The order stream settled it first; only the exchange id may be missing.
+                order = await _locked(session, order_id)
+                await mark_accepted(session, order, exchange_order_id, status)
+                now = OrderStatus(order.status)
         self._on_committed()
+        return now
 
     async def _apply_found(self, order_id: int, found: ExchangeOrder) -> None:
         if found.status == "Rejected":

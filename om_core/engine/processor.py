@@ -16,16 +16,17 @@ from sqlmodel import col, select
 
 from om_core import faults, metrics
 from om_core.db.locks import locked_transaction
-from om_core.db.models import Order, SignalOrderRelationship, SignalRecord
+from om_core.db.models import Order, SignalRecord
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.context import ContextBuilder
 from om_core.engine.executor import OrderExecutor
 from om_core.orders.client_id import client_order_id
+from om_core.orders.rows import insert_intent
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.plugins.facade import PluginHooks
 from om_core.signals import store
-from om_core.signals.store import FINAL
+from om_core.signals.store import FINAL, SignalStatus
 from om_plugins.errors import ExchangeAuthError, ExchangeRejected
 from om_plugins.rounding import is_multiple
 from om_plugins.types import (
@@ -37,6 +38,10 @@ from om_plugins.types import (
 )
 
 __all__ = ["SignalOutcome", "SignalProcessor", "symbol_lock_key"]
+
+
+#: Order statuses after a placement attempt that do not make the signal placed.
+_NOT_PLACED = IN_DOUBT | {OrderStatus.REJECTED}
 
 
 def symbol_lock_key(category: str, symbol: str) -> str:
@@ -84,9 +89,8 @@ class SignalProcessor:
         self, signal: Signal, payload: Mapping[str, Any], received_at: datetime | None = None
     ) -> SignalOutcome:
         received_at = received_at or utcnow()
-        known = await self.outcome(signal.signal_id)
-        if known is not None and known.status in FINAL:
-            return _duplicate(known)
+        # A duplicate is found under the lock below; exchange reads for one are wasted but
+        # harmless, and checking first would cost every signal a transaction.
         try:
             market = await self._context.market_data(signal)
         except ExchangeAuthError as exc:
@@ -108,59 +112,65 @@ class SignalProcessor:
                 plugin="engine",
             )
         work = _Work()
+        rejected: list[dict[str, Any]] | None = None
         async with locked_transaction(
             self._factory, symbol_lock_key(signal.category.value, signal.symbol)
         ) as session:
-            row, created = await store.get_or_create(session, signal, payload, received_at)
-            if row.status in FINAL:
-                return _duplicate(await self._outcome_in(session, row))
-            orders = (
-                []
-                if created
-                else (
+            conn = await session.connection()
+            row_id = await store.insert_new(conn, signal, payload, received_at)
+            born = signal.created_at or received_at
+            if row_id is None:
+                row, _ = await store.get_or_create(session, signal, payload, received_at)
+                if row.status in FINAL:
+                    return _duplicate(await self._outcome_in(session, row))
+                # Written now: the Core statements below must not be overwritten at commit.
+                await session.flush()
+                assert row.id is not None
+                row_id, born = row.id, signal.created_at or row.received_at
+                orders = (
                     await session.exec(
                         select(Order).where(col(Order.signal_id) == signal.signal_id)
                     )
                 ).all()
-            )
-            if orders:
                 # An earlier attempt committed its intents and died: never decide twice.
                 work.resolve = [o.id for o in orders if o.status in IN_DOUBT and o.id]
+                undecided = not orders
             else:
+                undecided = True
+            if undecided:
                 now = utcnow()
                 if market is None:
                     decision: ProposedOrder | list[Rejection] = [unavailable]
+                elif now - born > self._max_age:
+                    decision = [_stale(now - born, self._max_age)]
                 else:
-                    born = signal.created_at or row.received_at
-                    if now - born > self._max_age:
-                        decision = [_stale(now - born, self._max_age)]
-                    else:
-                        ctx = await self._context.build(session, signal, market, now)
-                        decision = self.decide(signal, ctx)
+                    ctx = await self._context.build(conn, signal, market, now)
+                    decision = self.decide(signal, ctx)
                 if isinstance(decision, list):
-                    store.record_rejection(session, row, decision)
+                    rejected = await store.reject_new(conn, row_id, signal.signal_id, decision)
                 else:
                     order = self._intent(decision, signal)
                     # The first attempt is recorded with the intent: one commit, not two.
                     order.submit_attempts = 1
                     order.submitted_at = now
-                    session.add(order)
-                    await session.flush()
-                    assert order.id is not None
-                    session.add(
-                        SignalOrderRelationship(
-                            signal_id=signal.signal_id, order_id=order.id, leg=decision.leg
-                        )
-                    )
+                    await insert_intent(conn, order)
                     work.submit.append(order)
         self._on_committed()
+        if rejected is not None:
+            return SignalOutcome(signal.signal_id, SignalStatus.REJECTED.value, tuple(rejected))
+        placed = bool(work.submit) and not work.resolve
         for order in work.submit:
             faults.checkpoint("signal.intent_committed")
             assert order.id is not None
-            await self._executor.submit(order.id, fresh=order)
+            status = await self._executor.submit(order.id, fresh=order)
             metrics.observe_placement_latency((utcnow() - received_at).total_seconds())
+            placed = placed and status is not None and status not in _NOT_PLACED
         for order_id in work.resolve:
             await self._executor.resolve(order_id)
+        if placed:
+            # Every order is on the exchange: the signal is placed, no need to read it back.
+            ids = tuple(o.client_order_id for o in work.submit)
+            return SignalOutcome(signal.signal_id, SignalStatus.PLACED.value, (), ids)
         outcome = await self.outcome(signal.signal_id)
         assert outcome is not None
         return outcome

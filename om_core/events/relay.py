@@ -1,7 +1,11 @@
 """Publish outbox rows to the broker, in order, with publisher confirms.
 
 One relay publishes at a time across all instances (a transaction-scoped advisory lock per
-batch), which keeps every order's events in commit order. Delivery is at-least-once:
+batch), in commit order. Up to ``in_flight`` publishes await their confirms at once: waiting
+for each confirm before the next publish would cap the relay at one event per broker round
+trip. The broker enqueues them in publish order; only when it refuses one (a nack or a lost
+connection) can that event, published again later, arrive after events committed after it —
+``in_flight=1`` rules that out too, at the cost of throughput. Delivery is at-least-once:
 consumers de-duplicate by ``event_id`` (the AMQP ``message_id``).
 """
 
@@ -11,16 +15,19 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete
-from sqlmodel import col, select
+from sqlalchemy import delete, select, update
+from sqlmodel import col
 
 from om_core import faults
 from om_core.db.locks import try_xact_lock
 from om_core.db.models import OutboxEvent
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
+from om_core.events.outbox import OUTBOX
 from om_core.messaging.base import MessageBus, PublishError
 from om_core.plugins.facade import PluginHooks
 
@@ -29,6 +36,13 @@ __all__ = ["OutboxRelay"]
 log = logging.getLogger(__name__)
 
 _RELAY_LOCK = "om:outbox-relay"
+
+
+class _NotTried:
+    """A row of the batch left for the next one because an earlier row was refused."""
+
+
+_NOT_TRIED = _NotTried()
 _PRUNE_EVERY = 3600.0
 
 
@@ -40,6 +54,7 @@ class OutboxRelay:
         hooks: PluginHooks | None = None,
         *,
         batch_size: int = 200,
+        in_flight: int = 64,
         poll_interval: float = 1.0,
         retention: timedelta = timedelta(days=7),
     ) -> None:
@@ -47,6 +62,7 @@ class OutboxRelay:
         self._bus = bus
         self._hooks = hooks
         self._batch_size = batch_size
+        self._in_flight = max(1, in_flight)
         self._poll_interval = poll_interval
         self._retention = retention
         self._wake = asyncio.Event()
@@ -98,41 +114,83 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of unsent events; returns how many were published."""
-        published: list[OutboxEvent] = []
         async with self._factory() as session, session.begin():
             if not await try_xact_lock(session, _RELAY_LOCK):
                 return 0
+            conn = await session.connection()
             rows = (
-                await session.exec(
-                    select(OutboxEvent)
-                    .where(col(OutboxEvent.sent_at).is_(None))
-                    .order_by(col(OutboxEvent.id))
+                await conn.execute(
+                    select(
+                        OUTBOX.c.id,
+                        OUTBOX.c.event_id,
+                        OUTBOX.c.event_type,
+                        OUTBOX.c.queue,
+                        OUTBOX.c.correlation_id,
+                        OUTBOX.c.payload,
+                    )
+                    .where(OUTBOX.c.sent_at.is_(None))
+                    .order_by(OUTBOX.c.id)
                     .limit(self._batch_size)
                 )
             ).all()
-            for row in rows:
-                try:
-                    await self._bus.publish(
-                        row.queue,
-                        row.payload.encode("utf-8"),
-                        message_id=row.event_id,
-                        type=row.event_type,
-                        correlation_id=row.correlation_id,
+            outcomes = await self._publish(rows)
+            published = [row for row, error in zip(rows, outcomes, strict=True) if error is None]
+            if published:
+                await conn.execute(
+                    update(OUTBOX)
+                    .where(OUTBOX.c.id.in_([row.id for row in published]))
+                    .values(sent_at=utcnow(), attempts=OUTBOX.c.attempts + 1)
+                )
+            for row, error in zip(rows, outcomes, strict=True):
+                if isinstance(error, PublishError):
+                    log.warning("outbox event %s not confirmed: %s", row.event_id, error)
+                    await conn.execute(
+                        update(OUTBOX)
+                        .where(OUTBOX.c.id == row.id)
+                        .values(attempts=OUTBOX.c.attempts + 1, last_error=str(error)[:500])
                     )
-                except PublishError as exc:
-                    # Stop here: publishing later rows first would reorder an order's events.
-                    row.attempts += 1
-                    row.last_error = str(exc)[:500]
-                    log.warning("outbox event %s not confirmed: %s", row.event_id, exc)
-                    break
-                row.sent_at = utcnow()
-                row.attempts += 1
-                published.append(row)
         faults.checkpoint("outbox.marked_sent")
         if self._hooks is not None:
             for row in published:
                 self._hooks.order_event(json.loads(row.payload))
         return len(published)
+
+    async def _publish(self, rows: Sequence[Any]) -> list[PublishError | _NotTried | None]:
+        """Publish ``rows`` in order, ``in_flight`` at a time; ``None`` for each confirmed one.
+
+        After a refusal no further row is started (they are published in a later batch).
+        """
+        outcomes: list[PublishError | _NotTried | None] = [_NOT_TRIED] * len(rows)
+        window = asyncio.Semaphore(self._in_flight)
+        refused = False
+
+        async def one(index: int, row: Any) -> None:
+            nonlocal refused
+            try:
+                await self._bus.publish(
+                    row.queue,
+                    row.payload.encode("utf-8"),
+                    message_id=row.event_id,
+                    type=row.event_type,
+                    correlation_id=row.correlation_id,
+                )
+                outcomes[index] = None
+            except PublishError as exc:
+                refused = True
+                outcomes[index] = exc
+            finally:
+                window.release()
+
+        tasks = []
+        for index, row in enumerate(rows):
+            await window.acquire()
+            if refused:
+                window.release()
+                break
+            # Tasks start in creation order, so the broker sees the rows in id order.
+            tasks.append(asyncio.create_task(one(index, row)))
+        await asyncio.gather(*tasks)
+        return outcomes
 
     async def prune(self) -> int:
         """Delete sent rows older than the retention period."""

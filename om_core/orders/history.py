@@ -1,20 +1,25 @@
 """Record every change of an order's status or filled quantity, whichever code made it.
 
 A ``before_flush`` listener on the ORM session looks at new and changed :class:`Order` rows
-and adds an :class:`OrderStatusChange` in the same transaction.
+and adds an :class:`OrderStatusChange` in the same transaction. The few hot paths that
+change orders with Core statements instead of the ORM call :func:`record` themselves.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import Table, event, insert, inspect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
 from om_core.db.models import Order, OrderStatusChange
 from om_core.db.types import utcnow
 
-__all__ = ["install"]
+__all__ = ["HISTORY", "install", "record"]
+
+HISTORY: Table = OrderStatusChange.__table__  # type: ignore[attr-defined]
 
 
 def _changed(order: Order) -> bool:
@@ -40,3 +45,14 @@ def install() -> None:
     """Idempotent: every ORM session in the process records order history."""
     if not event.contains(Session, "before_flush", _record):
         event.listen(Session, "before_flush", _record)
+
+
+async def record(
+    conn: AsyncConnection, client_order_id: str, status: str, filled_qty: Decimal
+) -> None:
+    """One history row, for a change made with a Core statement (the listener cannot see it)."""
+    await conn.execute(
+        insert(HISTORY).values(
+            client_order_id=client_order_id, status=status, filled_qty=filled_qty, at=utcnow()
+        )
+    )

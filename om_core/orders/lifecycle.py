@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from sqlalchemy import Table, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
-from om_core.events.outbox import add_event
+from om_core.events.outbox import add_event, insert_events
 from om_core.events.payloads import EventType, new_event, order_payload
+from om_core.orders.rows import accept_in_doubt
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.signals.store import SignalStatus
 from om_plugins.types import Rejection
 
-__all__ = ["mark_accepted", "settle_signal"]
+__all__ = ["accept_order", "mark_accepted", "settle_signal"]
+
+_SIGNALS: Table = SignalRecord.__table__  # type: ignore[attr-defined]
 
 
 async def mark_accepted(
@@ -29,12 +36,42 @@ async def mark_accepted(
         return False
     order.status = status or OrderStatus.SUBMITTED
     order.updated_at = utcnow()
-    await session.flush()
     add_event(
         session,
         new_event(EventType.ORDER_CREATED, signal_id=order.signal_id, order=order_payload(order)),
     )
     await settle_signal(session, order, accepted=True)
+    return True
+
+
+async def accept_order(
+    conn: AsyncConnection,
+    order_id: int,
+    exchange_order_id: str | None,
+    status: OrderStatus | None = None,
+) -> bool:
+    """:func:`mark_accepted` in Core statements, for an order known by id.
+
+    False when the order had left doubt already (nothing changed; the caller settles the
+    exchange id through :func:`mark_accepted`, which needs the ORM row).
+    """
+    row = await accept_in_doubt(conn, order_id, exchange_order_id, status)
+    if row is None:
+        return False
+    order = cast(Order, row)  # a Row reads like the ORM object: order_payload takes either
+    await insert_events(
+        conn,
+        new_event(EventType.ORDER_CREATED, signal_id=row.signal_id, order=order_payload(order)),
+    )
+    if row.signal_id is not None:
+        await conn.execute(
+            update(_SIGNALS)
+            .where(
+                _SIGNALS.c.signal_id == row.signal_id,
+                _SIGNALS.c.status == SignalStatus.PROCESSING.value,
+            )
+            .values(status=SignalStatus.PLACED.value, updated_at=utcnow())
+        )
     return True
 
 

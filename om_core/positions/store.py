@@ -15,12 +15,23 @@ from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
 from om_core.positions.math import PositionState, apply_fill, unrealized_pnl
 
-__all__ = ["apply_fill_to_position", "get_or_create_position", "snapshot"]
+__all__ = ["PositionKey", "apply_fill_to_position", "get_or_create_position", "snapshot"]
+
+#: (category, symbol, position_idx): what identifies a position.
+PositionKey = tuple[str, str, int]
 
 
 async def get_or_create_position(
-    session: AsyncSession, category: str, symbol: str, position_idx: int
+    session: AsyncSession,
+    category: str,
+    symbol: str,
+    position_idx: int,
+    known: dict[PositionKey, Position] | None = None,
 ) -> Position:
+    """The position's row, locked; ``known`` holds rows this transaction locked already."""
+    key = (category, symbol, position_idx)
+    if known is not None and key in known:
+        return known[key]
     row = (
         await session.exec(
             select(Position)
@@ -35,7 +46,9 @@ async def get_or_create_position(
     if row is None:
         row = Position(category=category, symbol=symbol, position_idx=position_idx)
         session.add(row)
-        await session.flush()
+        await session.flush()  # its id is needed by the snapshot
+    if known is not None:
+        known[key] = row
     return row
 
 
@@ -49,8 +62,9 @@ async def apply_fill_to_position(
     qty: Decimal,
     price: Decimal,
     fee: Decimal,
+    known: dict[PositionKey, Position] | None = None,
 ) -> Position:
-    row = await get_or_create_position(session, category, symbol, position_idx)
+    row = await get_or_create_position(session, category, symbol, position_idx, known)
     state = apply_fill(
         PositionState(row.size, row.avg_entry_price, row.realized_pnl, row.fees_paid),
         side=side,
@@ -64,7 +78,6 @@ async def apply_fill_to_position(
     row.realized_pnl = state.realized_pnl
     row.fees_paid = state.fees_paid
     row.updated_at = utcnow()
-    await session.flush()
     snapshot(session, row, reason="fill")
     return row
 

@@ -8,22 +8,29 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Table, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from om_core.db.models import SignalRecord
 from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
-from om_core.events.outbox import add_event
+from om_core.db.upsert import insert_unless_exists
+from om_core.events.outbox import add_event, insert_events
 from om_core.events.payloads import EventType, dumps, new_event, reasons_payload
 from om_plugins.types import Rejection, Signal
 
 __all__ = [
     "SignalStatus",
     "get_or_create",
+    "insert_new",
     "json_safe",
     "record_dead_letter",
     "record_rejection",
+    "reject_new",
 ]
+
+SIGNALS: Table = SignalRecord.__table__  # type: ignore[attr-defined]
 
 
 class SignalStatus(StrEnum):
@@ -67,6 +74,50 @@ async def get_or_create(
     session.add(row)
     await session.flush()
     return row, True
+
+
+async def insert_new(
+    conn: AsyncConnection, signal: Signal, payload: Mapping[str, Any], received_at: datetime
+) -> int | None:
+    """Insert the signal's row if the id is new: its row id, or ``None`` when it existed.
+
+    The common case in one statement; an existing row is then read with
+    :func:`get_or_create`, in the same transaction.
+    """
+    result = await conn.execute(
+        insert_unless_exists(conn, SIGNALS, "signal_id")
+        .values(
+            signal_id=signal.signal_id,
+            symbol=signal.symbol,
+            side=signal.side.value,
+            category=signal.category.value,
+            status=SignalStatus.PROCESSING.value,
+            reasons=[],
+            payload=json_safe(payload),
+            signal_created_at=signal.created_at,
+            received_at=received_at,
+            updated_at=utcnow(),
+        )
+        .returning(SIGNALS.c.id)
+    )
+    row_id = result.scalar_one_or_none()
+    return None if row_id is None else int(row_id)
+
+
+async def reject_new(
+    conn: AsyncConnection, row_id: int, signal_id: str, reasons: Iterable[Rejection]
+) -> list[dict[str, Any]]:
+    """:func:`record_rejection` for a row inserted by :func:`insert_new`; returns the reasons."""
+    reasons_json = reasons_payload(reasons)
+    await conn.execute(
+        update(SIGNALS)
+        .where(SIGNALS.c.id == row_id)
+        .values(status=SignalStatus.REJECTED.value, reasons=reasons_json, updated_at=utcnow())
+    )
+    await insert_events(
+        conn, new_event(EventType.SIGNAL_REJECTED, signal_id=signal_id, reasons=reasons_json)
+    )
+    return reasons_json
 
 
 def _fill(row: SignalRecord, signal: Signal, payload: Mapping[str, Any]) -> None:

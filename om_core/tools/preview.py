@@ -241,7 +241,7 @@ class Previewer:
             )
             return Evaluation(signal, None, (reason,))
         async with self._sessions() as session:
-            ctx = await self._context.build(session, signal, market, now)
+            ctx = await self._context.build(await session.connection(), signal, market, now)
         decision = self._processor.decide(signal, ctx)
         if isinstance(decision, list):
             return Evaluation(signal, None, tuple(decision))

@@ -4,13 +4,18 @@ Each report is one transaction under the symbol's lock (the same lock decisions 
 position is never updated by two reports at once, on any number of service instances, and
 every decision sees every committed fill. The events describing a change are written to the
 outbox in the same transaction.
+
+Under load, reports that arrived together are applied in one transaction
+(:meth:`UpdateApplier.apply_many`), in arrival order, under the locks of all their symbols:
+the rows of the batch are read once and written in one flush, with the same results as
+applying them one by one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +23,7 @@ from sqlmodel import col, select
 
 from om_core import faults
 from om_core.db.locks import RollBack, locked_transaction
-from om_core.db.models import Fill, Order, QuarantinedUpdate
+from om_core.db.models import Fill, Order, Position, QuarantinedUpdate
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.processor import symbol_lock_key
@@ -33,7 +38,7 @@ from om_core.events.payloads import (
 from om_core.orders.lifecycle import mark_accepted, settle_signal
 from om_core.orders.status import OrderStatus
 from om_core.orders.transitions import Action, decide, map_status
-from om_core.positions.store import apply_fill_to_position
+from om_core.positions.store import PositionKey, apply_fill_to_position
 from om_core.signals.store import json_safe
 from om_core.updates.parse import ExecutionReport, OrderReport, ms_to_datetime
 
@@ -60,6 +65,24 @@ class _DryRun(RollBack):
         self.result = result
 
 
+@dataclass(slots=True)
+class _Rows:
+    """Rows this transaction read already (locked), so a batch reads each one once."""
+
+    by_link_id: dict[str, Order] = field(default_factory=dict)
+    by_exchange_id: dict[str, Order] = field(default_factory=dict)
+    positions: dict[PositionKey, Position] = field(default_factory=dict)
+    #: Fills added and not flushed yet: a query cannot see them.
+    exec_ids: set[str] = field(default_factory=set)
+    #: External orders recorded by this batch, until their first report is applied.
+    fresh_external: dict[str, bool] = field(default_factory=dict)
+
+    def remember(self, order: Order) -> None:
+        self.by_link_id[order.client_order_id] = order
+        if order.exchange_order_id:
+            self.by_exchange_id[order.exchange_order_id] = order
+
+
 @dataclass(frozen=True, slots=True)
 class _FillDelta:
     exec_id: str
@@ -84,10 +107,7 @@ class UpdateApplier:
         key = symbol_lock_key(report.category, report.symbol)
         try:
             async with locked_transaction(self._factory, key) as session:
-                if isinstance(report, OrderReport):
-                    result = await self._order_report(session, report)
-                else:
-                    result = await self._execution_report(session, report)
+                result = await self._one(session, report, _Rows())
                 if dry_run:
                     raise _DryRun(result)
         except _DryRun as undone:
@@ -97,11 +117,34 @@ class UpdateApplier:
         faults.checkpoint("update.applied")
         return result
 
+    async def apply_many(self, reports: Sequence[OrderReport | ExecutionReport]) -> list[Applied]:
+        """Apply ``reports`` in order, all in one transaction (all or nothing)."""
+        for _ in reports:
+            faults.checkpoint("update.received")
+        keys = {symbol_lock_key(r.category, r.symbol) for r in reports}
+        async with locked_transaction(self._factory, keys) as session:
+            rows = await _prefetch(session, reports)
+            # One flush at commit: inserts of the same table go out as one statement.
+            with session.no_autoflush:
+                results = [await self._one(session, r, rows) for r in reports]
+        if any(r.action == "applied" for r in results):
+            self._on_committed()
+        for _ in reports:
+            faults.checkpoint("update.applied")
+        return results
+
+    async def _one(
+        self, session: AsyncSession, report: OrderReport | ExecutionReport, rows: _Rows
+    ) -> Applied:
+        if isinstance(report, OrderReport):
+            return await self._order_report(session, report, rows)
+        return await self._execution_report(session, report, rows)
+
     # -- order topic: cumulative truth ---------------------------------------------------------
 
-    async def _order_report(self, session: AsyncSession, r: OrderReport) -> Applied:
+    async def _order_report(self, session: AsyncSession, r: OrderReport, rows: _Rows) -> Applied:
         reported = map_status(r.status, r.cum_exec_qty)
-        order, external = await self._find_or_create(session, r.order_link_id, r.order_id, r)
+        order, external = await self._find_or_create(session, r.order_link_id, r.order_id, r, rows)
         if reported is None:
             return await self._quarantine(session, order, r, f"unknown orderStatus {r.status!r}")
         verdict = decide(
@@ -139,7 +182,7 @@ class UpdateApplier:
             order.cum_fee = r.cum_exec_fee
             order.avg_fill_price = _quantize(r.avg_price or r.cum_exec_value / r.cum_exec_qty)
         changed = await self._transition(
-            session, order, verdict.status, fill, r.order_id, r.updated_ms
+            session, order, verdict.status, fill, r.order_id, r.updated_ms, rows
         )
         if not changed:
             return Applied("ignored", order.id, order.status)
@@ -147,13 +190,19 @@ class UpdateApplier:
 
     # -- execution topic: one fill, identified by execId -----------------------------------------
 
-    async def _execution_report(self, session: AsyncSession, e: ExecutionReport) -> Applied:
+    async def _execution_report(
+        self, session: AsyncSession, e: ExecutionReport, rows: _Rows
+    ) -> Applied:
         if e.exec_type not in {"Trade", "BustTrade"} and e.exec_type:
             return Applied("ignored", reason=f"execType {e.exec_type} moves no position")
-        seen = (await session.exec(select(Fill.id).where(col(Fill.exec_id) == e.exec_id))).first()
-        if seen is not None:
+        seen = (
+            e.exec_id in rows.exec_ids
+            or (await session.exec(select(Fill.id).where(col(Fill.exec_id) == e.exec_id))).first()
+            is not None
+        )
+        if seen:
             return Applied("ignored", reason="execution already applied")
-        order, external = await self._find_or_create(session, e.order_link_id, e.order_id, e)
+        order, external = await self._find_or_create(session, e.order_link_id, e.order_id, e, rows)
         if e.order_qty is not None and e.leaves_qty is not None:
             cum_after = e.order_qty - e.leaves_qty
         else:
@@ -175,7 +224,7 @@ class UpdateApplier:
         order.cum_exec_value += _quantize(qty * e.exec_price)
         order.cum_fee += fee
         order.avg_fill_price = _quantize(order.cum_exec_value / cum_after)
-        await self._transition(session, order, verdict.status, fill, e.order_id, None)
+        await self._transition(session, order, verdict.status, fill, e.order_id, None, rows)
         return Applied("applied", order.id, order.status, qty, external)
 
     # -- shared ----------------------------------------------------------------------------
@@ -188,10 +237,12 @@ class UpdateApplier:
         fill: _FillDelta | None,
         exchange_order_id: str,
         updated_ms: int | None,
+        rows: _Rows,
     ) -> bool:
         before = OrderStatus(order.status)
         if exchange_order_id and not order.exchange_order_id:
             order.exchange_order_id = exchange_order_id
+            rows.remember(order)
         if updated_ms is not None:
             order.exchange_updated_ms = max(order.exchange_updated_ms or 0, updated_ms)
         changed = status != before
@@ -217,6 +268,7 @@ class UpdateApplier:
                 )
             )
             order.filled_qty += fill.qty
+            rows.exec_ids.add(fill.exec_id)
             position = await apply_fill_to_position(
                 session,
                 category=order.category,
@@ -226,8 +278,8 @@ class UpdateApplier:
                 qty=fill.qty,
                 price=fill.price,
                 fee=fill.fee,
+                known=rows.positions,
             )
-        await session.flush()
         event_type = _event_type(before, status, fill is not None)
         if event_type is not None:
             add_event(
@@ -256,8 +308,13 @@ class UpdateApplier:
         link_id: str,
         exchange_id: str,
         report: OrderReport | ExecutionReport,
+        rows: _Rows,
     ) -> tuple[Order, bool]:
-        order = None
+        order = rows.by_link_id.get(link_id) if link_id else None
+        if order is None and exchange_id:
+            order = rows.by_exchange_id.get(exchange_id)
+        if order is not None:
+            return order, rows.fresh_external.pop(order.client_order_id, False)
         if link_id:
             order = (
                 await session.exec(
@@ -273,20 +330,9 @@ class UpdateApplier:
                 )
             ).first()
         if order is not None:
+            rows.remember(order)
             return order, False
-        order = _external_order(report)
-        session.add(order)
-        await session.flush()
-        add_event(
-            session,
-            new_event(EventType.ORDER_CREATED, signal_id=None, order=order_payload(order)),
-        )
-        log.info(
-            "recording external order %s (%s %s) placed outside this service",
-            order.exchange_order_id,
-            order.side,
-            order.symbol,
-        )
+        (order,) = await _create_external(session, [report], rows)
         return order, True
 
     async def _quarantine(
@@ -314,6 +360,74 @@ async def _leave_doubt(session: AsyncSession, order: Order, exchange_order_id: s
     and the report proves the exchange has the order."""
     if order.status in {OrderStatus.PENDING_SUBMIT, OrderStatus.SUBMIT_UNKNOWN}:
         await mark_accepted(session, order, exchange_order_id or None)
+
+
+async def _prefetch(
+    session: AsyncSession, reports: Sequence[OrderReport | ExecutionReport]
+) -> _Rows:
+    """Read and lock, in two statements, the orders and positions a batch will touch."""
+    rows = _Rows()
+    link_ids = {r.order_link_id for r in reports if r.order_link_id}
+    exchange_ids = {r.order_id for r in reports if r.order_id}
+    found = (
+        await session.exec(
+            select(Order)
+            .where(
+                col(Order.client_order_id).in_(link_ids)
+                | col(Order.exchange_order_id).in_(exchange_ids)
+            )
+            .order_by(col(Order.id))
+            .with_for_update()
+        )
+    ).all()
+    for order in found:
+        rows.remember(order)
+    symbols = {r.symbol for r in reports}
+    positions = (
+        await session.exec(
+            select(Position)
+            .where(col(Position.symbol).in_(symbols))
+            .order_by(col(Position.id))
+            .with_for_update()
+        )
+    ).all()
+    for position in positions:
+        rows.positions[(position.category, position.symbol, position.position_idx)] = position
+    unknown: dict[str, OrderReport | ExecutionReport] = {}
+    for r in reports:
+        if isinstance(r, ExecutionReport) and r.exec_type not in {"Trade", "BustTrade", ""}:
+            continue  # ignored without looking at its order
+        known = (r.order_link_id and r.order_link_id in rows.by_link_id) or (
+            r.order_id and r.order_id in rows.by_exchange_id
+        )
+        if not known:
+            unknown.setdefault(r.order_link_id or f"ext-{r.order_id}", r)
+    if unknown:
+        for order in await _create_external(session, list(unknown.values()), rows):
+            rows.fresh_external[order.client_order_id] = True
+    return rows
+
+
+async def _create_external(
+    session: AsyncSession, reports: Sequence[OrderReport | ExecutionReport], rows: _Rows
+) -> list[Order]:
+    """Record orders placed outside this service (one flush for all: their ids are needed)."""
+    orders = [_external_order(r) for r in reports]
+    session.add_all(orders)
+    await session.flush()
+    for order in orders:
+        rows.remember(order)
+        add_event(
+            session,
+            new_event(EventType.ORDER_CREATED, signal_id=None, order=order_payload(order)),
+        )
+        log.info(
+            "recording external order %s (%s %s) placed outside this service",
+            order.exchange_order_id,
+            order.side,
+            order.symbol,
+        )
+    return orders
 
 
 def _external_order(report: OrderReport | ExecutionReport) -> Order:
