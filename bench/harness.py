@@ -63,7 +63,7 @@ async def service(
     async def timed_handle(message: Message) -> None:
         if message.message_id:
             taps.received[message.message_id] = time.perf_counter()
-        await svc.signal_consumer.handle(message)
+        await svc.signal_handler(message)
 
     consumers = [
         await svc.bus.consume(ORDER_UPDATES_QUEUE, svc.update_handler, prefetch=64),

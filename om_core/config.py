@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.
     delivery_limit: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    #: Most signals decided in one transaction (they are batched only while the service is
+    #: busy; 1 = one transaction per signal).
+    signal_batch: int = Field(default=32, ge=1, le=1000)
+    #: Most order updates applied in one transaction (likewise).
+    update_batch: int = Field(default=64, ge=1, le=1000)
     #: Outbox events awaiting their publisher confirm at once (1 = strictly one at a time).
     outbox_in_flight: int = Field(default=64, ge=1, le=1000)
     #: Seconds between periodic reconciliations with the exchange (0 = only at startup,

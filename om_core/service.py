@@ -138,6 +138,11 @@ class Service:
             on_committed=self.relay.notify,
         )
         self.signal_consumer = SignalConsumer(self.sessions, self.processor)
+        #: The ``model-service.trading_signals`` handler: signals that arrive together are
+        #: decided in one transaction and placed at once.
+        self.signal_handler = Batcher(
+            self.signal_consumer.handle_batch, max_batch=s.signal_batch, name="signals"
+        )
         self.resolver = InDoubtResolver(self.sessions, self.executor)
         self.applier = UpdateApplier(self.sessions, on_committed=self.relay.notify)
         self.event_subscriber = EventSubscriber(
@@ -145,7 +150,7 @@ class Service:
         )
         #: The ``ws-gateway.order`` handler: reports that arrive together share a transaction.
         self.update_handler = Batcher(
-            self.event_subscriber.handle_batch, max_batch=s.prefetch, name="order-updates"
+            self.event_subscriber.handle_batch, max_batch=s.update_batch, name="order-updates"
         )
         self.reconciler = Reconciler(self.sessions, self.exchange, self.applier, self.executor)
         self.snapshots = PeriodicSnapshots(
@@ -167,9 +172,7 @@ class Service:
                 )
             )
             self._consumers.append(
-                await self.bus.consume(
-                    SIGNALS_QUEUE, self.signal_consumer.handle, prefetch=s.prefetch
-                )
+                await self.bus.consume(SIGNALS_QUEUE, self.signal_handler, prefetch=s.prefetch)
             )
         self.running = True
         log.info(
@@ -207,8 +210,9 @@ class Service:
         for consumer in self._consumers:
             await consumer.stop(grace)
         self._consumers.clear()
-        if hasattr(self, "update_handler"):
-            await self.update_handler.close()
+        for name in ("signal_handler", "update_handler"):
+            if hasattr(self, name):
+                await getattr(self, name).close()
         if hasattr(self, "resolver"):
             await self.resolver.stop()
         if hasattr(self, "snapshots"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -18,11 +18,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from om_core import faults, metrics
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
-from om_core.engine.processor import SignalOutcome, SignalProcessor
+from om_core.engine.processor import Incoming, SignalOutcome, SignalProcessor
 from om_core.messaging.base import DeadLetter, Message
 from om_core.signals import store
 from om_core.signals.contract import InvalidSignal, decode_json, parse_signal, read_signal_id
 from om_plugins.errors import ExchangeUnavailable, OutcomeUnknown
+from om_plugins.types import Signal
 
 __all__ = ["SignalConsumer", "is_transient", "retry_transient"]
 
@@ -91,12 +92,55 @@ class SignalConsumer:
         faults.checkpoint("signal.received")
         await self.process_bytes(message.body)
 
+    async def handle_batch(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        """Signals that arrived together, decided in one transaction when possible.
+
+        Returns, per message, ``None`` or the exception :meth:`handle` would have raised: a
+        batch that fails for any reason but a transient one is processed again message by
+        message, so one bad signal costs only its own message.
+        """
+        outcomes: list[BaseException | None] = [None] * len(messages)
+        valid: list[tuple[int, Incoming]] = []
+        for index, message in enumerate(messages):
+            faults.checkpoint("signal.received")
+            try:
+                valid.append((index, await self._parse(message.body)))
+            except Exception as exc:
+                outcomes[index] = exc
+        if len(valid) > 1:
+            batch = [incoming for _, incoming in valid]
+            try:
+                results = await retry_transient(
+                    lambda: self._processor.process_many(batch),
+                    what=f"processing a batch of {len(batch)} signals",
+                )
+            except Exception:
+                log.warning(
+                    "a batch of %d signals failed; processing them one at a time",
+                    len(batch),
+                    exc_info=True,
+                )
+            else:
+                for incoming, outcome in zip(batch, results, strict=True):
+                    _report(incoming.signal, outcome)
+                return outcomes
+        for index, incoming in valid:
+            try:
+                await self._process(incoming)
+            except Exception as exc:
+                outcomes[index] = exc
+        return outcomes
+
     async def process_bytes(self, body: bytes) -> SignalOutcome:
+        return await self._process(await self._parse(body))
+
+    async def _parse(self, body: bytes) -> Incoming:
+        """The signal in ``body``; raises :class:`DeadLetter` (after recording what it can)."""
         received_at = utcnow()
         data: Any = None
         try:
             data = decode_json(body)
-            signal = parse_signal(data)
+            return Incoming(parse_signal(data), data, received_at)
         except InvalidSignal as exc:
             signal_id = exc.signal_id or read_signal_id(data)
             problems = exc.problems
@@ -108,19 +152,26 @@ class SignalConsumer:
             log.warning("dead-lettering signal %s: %s", signal_id or "<no id>", exc)
             metrics.count_signal("dead_lettered")
             raise DeadLetter(f"invalid signal: {exc}") from None
+
+    async def _process(self, incoming: Incoming) -> SignalOutcome:
+        signal = incoming.signal
         outcome = await retry_transient(
-            lambda: self._processor.process(signal, data, received_at),
+            lambda: self._processor.process(signal, incoming.payload, incoming.received_at),
             what=f"processing signal {signal.signal_id}",
         )
-        metrics.count_signal("duplicate" if outcome.duplicate else outcome.status)
-        log.info(
-            "signal %s → %s%s",
-            signal.signal_id,
-            outcome.status,
-            " (duplicate, nothing changed)" if outcome.duplicate else "",
-        )
+        _report(signal, outcome)
         return outcome
 
     async def _record_dead_letter(self, signal_id: str, problems: list[str], data: Any) -> None:
         async with self._factory() as session, session.begin():
             await store.record_dead_letter(session, signal_id, problems, data)
+
+
+def _report(signal: Signal, outcome: SignalOutcome) -> None:
+    metrics.count_signal("duplicate" if outcome.duplicate else outcome.status)
+    log.info(
+        "signal %s → %s%s",
+        signal.signal_id,
+        outcome.status,
+        " (duplicate, nothing changed)" if outcome.duplicate else "",
+    )

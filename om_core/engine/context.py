@@ -4,6 +4,7 @@ inside it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,7 +30,7 @@ from om_plugins.types import (
     TradingState,
 )
 
-__all__ = ["ContextBuilder", "MarketData", "load_trading_state"]
+__all__ = ["ContextBuilder", "DatabaseState", "MarketData", "load_trading_state"]
 
 _POSITIONS: Table = PositionRow.__table__  # type: ignore[attr-defined]
 _ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
@@ -90,67 +91,108 @@ class ContextBuilder:
         self, conn: AsyncConnection, signal: Signal, market: MarketData, now: datetime
     ) -> DecisionContext:
         """Database reads; called while holding the symbol lock, so they are consistent with
-        every decision committed before. Core statements: this runs for every signal."""
+        every decision committed before."""
+        state = await self.read(conn, [(signal.category, signal.symbol)], now)
+        return state.context(signal, market)
+
+    async def read(
+        self, conn: AsyncConnection, symbols: Iterable[tuple[Category, str]], now: datetime
+    ) -> DatabaseState:
+        """What decisions on ``symbols`` need from the database, in four statements however
+        many symbols (Core: this runs for every batch of signals)."""
+        wanted = set(symbols)
+        names = sorted({symbol for _, symbol in wanted})
         # Filtered here, not in SQL: SQLite keeps decimals as text, where "0.0" != "0".
         rows = [r for r in (await conn.execute(select(_POSITIONS))).all() if r.size]
-        positions = tuple(_position(r) for r in rows)
-        own = next(
-            (p for p in positions if p.symbol == signal.symbol and p.category == signal.category),
-            Position(category=signal.category, symbol=signal.symbol),
-        )
-        prices = {r.symbol: r.mark_price for r in rows if r.mark_price is not None}
-        prices[signal.symbol] = market.reference_price
         open_rows = (
             await conn.execute(
-                select(*_OPEN_COLUMNS).where(
-                    _ORDERS.c.symbol == signal.symbol,
-                    _ORDERS.c.category == signal.category.value,
-                    _ORDERS.c.status.in_(_OPEN),
-                )
+                select(*_OPEN_COLUMNS)
+                .where(_ORDERS.c.symbol.in_(names), _ORDERS.c.status.in_(_OPEN))
+                .order_by(_ORDERS.c.id)
             )
         ).all()
-        open_orders = tuple(
-            OpenOrder(
-                client_order_id=o.client_order_id,
-                symbol=o.symbol,
-                category=Category(o.category),
-                side=Side(o.side),
-                qty=o.qty,
-                filled_qty=o.filled_qty,
-                price=o.price,
-                status=o.status,
-                reduce_only=o.reduce_only,
-            )
-            for o in open_rows
-        )
-        # Two scalar reads in one round trip.
-        state, recent = (
-            await conn.execute(
-                select(
-                    select(_STATE.c.state).where(_STATE.c.id == 1).scalar_subquery(),
-                    select(func.count())
-                    .select_from(_ORDERS)
-                    .where(
-                        _ORDERS.c.symbol == signal.symbol,
-                        _ORDERS.c.is_external.is_(False),
-                        _ORDERS.c.created_at >= now - timedelta(seconds=60),
+        open_orders: dict[tuple[Category, str], list[OpenOrder]] = {key: [] for key in wanted}
+        for o in open_rows:
+            key = (Category(o.category), o.symbol)
+            if key in open_orders:
+                open_orders[key].append(
+                    OpenOrder(
+                        client_order_id=o.client_order_id,
+                        symbol=o.symbol,
+                        category=Category(o.category),
+                        side=Side(o.side),
+                        qty=o.qty,
+                        filled_qty=o.filled_qty,
+                        price=o.price,
+                        status=o.status,
+                        reduce_only=o.reduce_only,
                     )
-                    .scalar_subquery(),
                 )
+        recent = dict.fromkeys(names, 0)
+        counted = await conn.execute(
+            select(_ORDERS.c.symbol, func.count())
+            .where(
+                _ORDERS.c.symbol.in_(names),
+                _ORDERS.c.is_external.is_(False),
+                _ORDERS.c.created_at >= now - timedelta(seconds=60),
             )
-        ).one()
-        return DecisionContext(
+            .group_by(_ORDERS.c.symbol)
+        )
+        for symbol, count in counted.all():
+            recent[symbol] = int(count)
+        state = (
+            await conn.execute(select(_STATE.c.state).where(_STATE.c.id == 1))
+        ).scalar_one_or_none()
+        return DatabaseState(
             now=now,
+            positions=tuple(_position(r) for r in rows),
+            prices={r.symbol: r.mark_price for r in rows if r.mark_price is not None},
+            open_orders=open_orders,
+            recent_order_count=recent,
+            trading_state=TradingState(state) if state is not None else TradingState.ACTIVE,
+        )
+
+
+@dataclass(slots=True)
+class DatabaseState:
+    """The database's side of the decisions of one transaction.
+
+    Intents decided in the same transaction are added with :meth:`add_intent`: each
+    decision sees every earlier one, exactly as a fresh read would show it.
+    """
+
+    now: datetime
+    positions: tuple[Position, ...]
+    prices: dict[str, Decimal]
+    open_orders: dict[tuple[Category, str], list[OpenOrder]]
+    recent_order_count: dict[str, int]
+    trading_state: TradingState
+
+    def context(self, signal: Signal, market: MarketData) -> DecisionContext:
+        own = next(
+            (
+                p
+                for p in self.positions
+                if p.symbol == signal.symbol and p.category == signal.category
+            ),
+            Position(category=signal.category, symbol=signal.symbol),
+        )
+        return DecisionContext(
+            now=self.now,
             instrument=market.instrument,
             reference_price=market.reference_price,
             position=own,
-            positions=positions,
-            open_orders=open_orders,
+            positions=self.positions,
+            open_orders=tuple(self.open_orders.get((signal.category, signal.symbol), ())),
             balance=market.balance,
-            trading_state=TradingState(state) if state is not None else TradingState.ACTIVE,
-            recent_order_count=int(recent),
-            prices=prices,
+            trading_state=self.trading_state,
+            recent_order_count=self.recent_order_count.get(signal.symbol, 0),
+            prices={**self.prices, signal.symbol: market.reference_price},
         )
+
+    def add_intent(self, order: OpenOrder) -> None:
+        self.open_orders.setdefault((order.category, order.symbol), []).append(order)
+        self.recent_order_count[order.symbol] = self.recent_order_count.get(order.symbol, 0) + 1
 
 
 def _position(row: Any) -> Position:

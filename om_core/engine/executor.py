@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
-from om_core.orders.lifecycle import accept_order, mark_accepted, settle_signal
+from om_core.orders.lifecycle import accept_orders, mark_accepted, settle_signal
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.trading_state import set_state
 from om_plugins.errors import (
@@ -38,7 +38,7 @@ from om_plugins.errors import (
     ExchangeRejected,
     ExchangeUnavailable,
 )
-from om_plugins.exchange import ExchangeAdapter, ExchangeOrder, OrderRequest
+from om_plugins.exchange import ExchangeAdapter, ExchangeOrder, OrderRequest, PlacedOrder
 from om_plugins.types import Category, OrderType, Side, TimeInForce, TradingState
 
 __all__ = ["OrderExecutor", "request_for"]
@@ -53,6 +53,13 @@ _ACCEPTED_STATUSES = {
     "Untriggered": OrderStatus.UNTRIGGERED,
     "Triggered": OrderStatus.TRIGGERED,
 }
+
+
+class _Again:
+    """The exchange was certainly not reached: make the attempt again."""
+
+
+_AGAIN = _Again()
 
 
 def request_for(order: Order) -> OrderRequest:
@@ -110,66 +117,104 @@ class OrderExecutor:
         Returns the order's status once the exchange accepted it, ``None`` otherwise
         (rejected, in doubt, or handled elsewhere: the database tells).
         """
+        if fresh is not None:
+            return (await self.submit_many([fresh]))[0]
         if order_id in self._in_flight:
             return None
         self._in_flight.add(order_id)
         try:
-            return await self._submit(order_id, fresh)
+            return await self._submit(order_id)
         finally:
             self._in_flight.discard(order_id)
 
-    async def _submit(self, order_id: int, fresh: Order | None = None) -> OrderStatus | None:
-        delay = self._backoff
+    async def submit_many(self, fresh: Sequence[Order]) -> list[OrderStatus | None]:
+        """:meth:`submit` for intents just committed together: the exchange calls go out at
+        once, and the answers that accepted an order are committed in one transaction."""
+        mine = [o for o in fresh if o.id is not None and o.id not in self._in_flight]
+        ids = [o.id for o in mine if o.id is not None]
+        self._in_flight.update(ids)
+        statuses: dict[int, OrderStatus | None] = {}
+        try:
+            answers = await asyncio.gather(
+                *(self._attempt(o, self._backoff) for o in mine), return_exceptions=True
+            )
+            placed: dict[int, str] = {}
+            for order, answer in zip(mine, answers, strict=True):
+                assert order.id is not None
+                if isinstance(answer, BaseException):
+                    raise answer
+                if answer is _AGAIN:
+                    statuses[order.id] = await self._submit(order.id, after_first=True)
+                elif isinstance(answer, PlacedOrder):
+                    faults.checkpoint("exchange.create_sent")
+                    if self._before_commit is not None:
+                        await self._before_commit(order.client_order_id)
+                    placed[order.id] = answer.exchange_order_id
+            if placed:
+                statuses.update(await self._accepted(placed, None))
+                for _ in placed:
+                    faults.checkpoint("exchange.result_committed")
+        finally:
+            self._in_flight.difference_update(ids)
+        return [statuses.get(o.id) if o.id is not None else None for o in fresh]
+
+    async def _submit(self, order_id: int, *, after_first: bool = False) -> OrderStatus | None:
+        delay = self._backoff * 2 if after_first else self._backoff
         while True:
-            order = fresh if fresh is not None else await self._load(order_id)
+            order = await self._load(order_id)
             if order is None or order.status not in IN_DOUBT:
                 return None
-            if fresh is None:
-                if await self._stale(order):
-                    await self._expire(order_id, "SIGNAL_STALE", "signal too old to place")
-                    return None
-                await self._mark_attempt(order_id)
-            fresh = None
-            try:
-                placed = await _timed(
-                    "order.create", self._exchange.place_order(request_for(order))
-                )
-            except DuplicateClientOrderId:
-                log.info("order %s already on the exchange; looking it up", order.client_order_id)
-                await self._resolve(order_id)
+            if await self._stale(order):
+                await self._expire(order_id, "SIGNAL_STALE", "signal too old to place")
                 return None
-            except ExchangeAuthError as exc:
-                await self.halt(f"exchange authentication failed: {exc.message}")
-                await self._rejected(order_id, exc.code or "AUTH", exc.message)
-                return None
-            except ExchangeRejected as exc:
-                self._forget_instrument(Category(order.category), order.symbol)
-                await self._rejected(order_id, exc.code, exc.message)
-                return None
-            except ExchangeUnavailable as exc:
-                wait = exc.retry_after if exc.retry_after is not None else delay
-                log.warning(
-                    "exchange unavailable for %s (%s); retrying in %.2fs",
-                    order.client_order_id,
-                    exc,
-                    wait,
-                )
-                await self._reset_attempt(order_id)
-                await asyncio.sleep(wait)
+            await self._mark_attempt(order_id)
+            answer = await self._attempt(order, delay)
+            if answer is _AGAIN:
                 delay = min(delay * 2, 10.0)
                 continue
-            except Exception as exc:
-                # Timeouts, 5xx, broken connections, bugs after sending: the order may exist.
-                log.warning("placing %s had an unknown outcome: %r", order.client_order_id, exc)
-                await self._set_status(order_id, OrderStatus.SUBMIT_UNKNOWN)
-                await self._resolve(order_id)
+            if not isinstance(answer, PlacedOrder):
                 return None
             faults.checkpoint("exchange.create_sent")
             if self._before_commit is not None:
                 await self._before_commit(order.client_order_id)
-            status = await self._accepted(order_id, placed.exchange_order_id, None)
+            status = (await self._accepted({order_id: answer.exchange_order_id}, None))[order_id]
             faults.checkpoint("exchange.result_committed")
             return status
+
+    async def _attempt(self, order: Order, delay: float) -> PlacedOrder | _Again | None:
+        """One create call, its attempt recorded already. The exchange's order when it was
+        accepted; ``_AGAIN`` when the exchange was certainly not reached and the attempt is to
+        be repeated (after a pause, taken here); ``None`` when the outcome was handled."""
+        assert order.id is not None
+        order_id = order.id
+        try:
+            return await _timed("order.create", self._exchange.place_order(request_for(order)))
+        except DuplicateClientOrderId:
+            log.info("order %s already on the exchange; looking it up", order.client_order_id)
+            await self._resolve(order_id)
+        except ExchangeAuthError as exc:
+            await self.halt(f"exchange authentication failed: {exc.message}")
+            await self._rejected(order_id, exc.code or "AUTH", exc.message)
+        except ExchangeRejected as exc:
+            self._forget_instrument(Category(order.category), order.symbol)
+            await self._rejected(order_id, exc.code, exc.message)
+        except ExchangeUnavailable as exc:
+            wait = exc.retry_after if exc.retry_after is not None else delay
+            log.warning(
+                "exchange unavailable for %s (%s); retrying in %.2fs",
+                order.client_order_id,
+                exc,
+                wait,
+            )
+            await self._reset_attempt(order_id)
+            await asyncio.sleep(wait)
+            return _AGAIN
+        except Exception as exc:
+            # Timeouts, 5xx, broken connections, bugs after sending: the order may exist.
+            log.warning("placing %s had an unknown outcome: %r", order.client_order_id, exc)
+            await self._set_status(order_id, OrderStatus.SUBMIT_UNKNOWN)
+            await self._resolve(order_id)
+        return None
 
     # -- resolving orders in doubt -----------------------------------------------------------
 
@@ -260,17 +305,20 @@ class OrderExecutor:
                 order.updated_at = utcnow()
 
     async def _accepted(
-        self, order_id: int, exchange_order_id: str, status: OrderStatus | None
-    ) -> OrderStatus:
-        """Record that the exchange has the order; returns the order's status after."""
+        self, exchange_ids: Mapping[int, str], status: OrderStatus | None
+    ) -> dict[int, OrderStatus | None]:
+        """Record that the exchange has these orders (order id → its id), in one transaction;
+        returns each order's status after."""
         async with self._factory() as session, session.begin():
-            if await accept_order(await session.connection(), order_id, exchange_order_id, status):
-                now = status or OrderStatus.SUBMITTED
-            else:
-                # The order stream settled it first; only the exchange id may be missing.
-                order = await _locked(session, order_id)
-                await mark_accepted(session, order, exchange_order_id, status)
-                now = OrderStatus(order.status)
+            now: dict[int, OrderStatus | None] = dict(
+                await accept_orders(await session.connection(), exchange_ids, status)
+            )
+            for order_id, exchange_order_id in exchange_ids.items():
+                if order_id not in now:
+                    # The order stream settled it first; only the exchange id may be missing.
+                    order = await _locked(session, order_id)
+                    await mark_accepted(session, order, exchange_order_id, status)
+                    now[order_id] = OrderStatus(order.status)
         self._on_committed()
         return now
 
@@ -281,7 +329,7 @@ class OrderExecutor:
         # Fills and terminal states arrive through the order stream or reconciliation; here
         # we only settle that the order exists.
         status = _ACCEPTED_STATUSES.get(found.status)
-        await self._accepted(order_id, found.exchange_order_id, status)
+        await self._accepted({order_id: found.exchange_order_id}, status)
 
     async def _rejected(self, order_id: int, code: str, message: str) -> None:
         async with self._factory() as session, session.begin():

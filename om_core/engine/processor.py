@@ -7,22 +7,24 @@ pass a limit only one of them fits.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from om_core import faults, metrics
 from om_core.db.locks import locked_transaction
 from om_core.db.models import Order, SignalRecord
-from om_core.db.session import SessionFactory
+from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
-from om_core.engine.context import ContextBuilder
+from om_core.engine.context import ContextBuilder, MarketData
 from om_core.engine.executor import OrderExecutor
 from om_core.orders.client_id import client_order_id
-from om_core.orders.rows import insert_intent
+from om_core.orders.rows import insert_intents
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.plugins.facade import PluginHooks
 from om_core.signals import store
@@ -31,13 +33,14 @@ from om_plugins.errors import ExchangeAuthError, ExchangeRejected
 from om_plugins.rounding import is_multiple
 from om_plugins.types import (
     DecisionContext,
+    OpenOrder,
     OrderType,
     ProposedOrder,
     Rejection,
     Signal,
 )
 
-__all__ = ["SignalOutcome", "SignalProcessor", "symbol_lock_key"]
+__all__ = ["Incoming", "SignalOutcome", "SignalProcessor", "symbol_lock_key"]
 
 
 #: Order statuses after a placement attempt that do not make the signal placed.
@@ -59,10 +62,28 @@ class SignalOutcome:
     duplicate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A signal as it arrived: parsed, its payload as sent, and when it was received."""
+
+    signal: Signal
+    payload: Mapping[str, Any]
+    received_at: datetime
+
+
 @dataclass(slots=True)
-class _Work:
-    submit: list[Order] = field(default_factory=list)
+class _Plan:
+    """One signal's way through a batch."""
+
+    incoming: Incoming
+    market: MarketData | Rejection
+    row_id: int | None = None
+    born: datetime | None = None
+    undecided: bool = False
+    order: Order | None = None
+    rejection: list[Rejection] | None = None
     resolve: list[int] = field(default_factory=list)
+    outcome: SignalOutcome | None = None
 
 
 class SignalProcessor:
@@ -88,92 +109,183 @@ class SignalProcessor:
     async def process(
         self, signal: Signal, payload: Mapping[str, Any], received_at: datetime | None = None
     ) -> SignalOutcome:
-        received_at = received_at or utcnow()
+        (outcome,) = await self.process_many([Incoming(signal, payload, received_at or utcnow())])
+        return outcome
+
+    async def process_many(self, batch: Sequence[Incoming]) -> list[SignalOutcome]:
+        """Decide and place signals that arrived together, with one decision transaction.
+
+        The transaction holds the locks of all their symbols; signals are decided in arrival
+        order, each seeing the intents of those before it, exactly as if each had its own
+        transaction. The orders then go to the exchange at once.
+        """
+        plans: dict[str, _Plan] = {}
         # A duplicate is found under the lock below; exchange reads for one are wasted but
         # harmless, and checking first would cost every signal a transaction.
+        for incoming, market in zip(
+            batch,
+            await asyncio.gather(*(self._market(i.signal) for i in batch)),
+            strict=True,
+        ):
+            plans.setdefault(incoming.signal.signal_id, _Plan(incoming, market))
+        keys = {
+            symbol_lock_key(p.incoming.signal.category.value, p.incoming.signal.symbol)
+            for p in plans.values()
+        }
+        async with locked_transaction(self._factory, keys) as session:
+            conn = await session.connection()
+            created = await store.insert_new(
+                conn,
+                [
+                    (p.incoming.signal, p.incoming.payload, p.incoming.received_at)
+                    for p in plans.values()
+                ],
+            )
+            for plan in plans.values():
+                signal = plan.incoming.signal
+                if signal.signal_id in created:
+                    plan.row_id = created[signal.signal_id]
+                    plan.born = signal.created_at or plan.incoming.received_at
+                    plan.undecided = True
+                else:
+                    await self._known(session, plan)
+            await self._decide_all(conn, [p for p in plans.values() if p.undecided])
+        self._on_committed()
+        await self._place([p for p in plans.values() if p.order is not None])
+        outcomes: dict[str, SignalOutcome] = {}
+        for signal_id, plan in plans.items():
+            for order_id in plan.resolve:
+                await self._executor.resolve(order_id)
+            outcome = plan.outcome
+            if outcome is None:
+                outcome = await self.outcome(signal_id)
+                assert outcome is not None
+            outcomes[signal_id] = outcome
+        result = []
+        seen: set[str] = set()
+        for incoming in batch:
+            signal_id = incoming.signal.signal_id
+            # The same id twice in one batch: the second copy is a duplicate of the first.
+            result.append(
+                outcomes[signal_id] if signal_id not in seen else _duplicate(outcomes[signal_id])
+            )
+            seen.add(signal_id)
+        return result
+
+    async def _market(self, signal: Signal) -> MarketData | Rejection:
+        """Exchange reads, before any lock is taken; a reason when they cannot be had."""
         try:
-            market = await self._context.market_data(signal)
+            return await self._context.market_data(signal)
         except ExchangeAuthError as exc:
             # Credentials are wrong or revoked: retrying cannot help and must not loop.
             await self._executor.halt(f"exchange authentication failed: {exc.message}")
-            market = None
-            unavailable = Rejection(
+            return Rejection(
                 code="EXCHANGE_AUTH",
                 message=f"the exchange refused our credentials: {exc.message}",
                 details={"exchange_code": exc.code},
                 plugin="engine",
             )
         except ExchangeRejected as exc:
-            market = None
-            unavailable = Rejection(
+            return Rejection(
                 code="INSTRUMENT_UNAVAILABLE",
                 message=f"the exchange has no tradable {signal.symbol}: {exc.message}",
                 details={"exchange_code": exc.code},
                 plugin="engine",
             )
-        work = _Work()
-        rejected: list[dict[str, Any]] | None = None
-        async with locked_transaction(
-            self._factory, symbol_lock_key(signal.category.value, signal.symbol)
-        ) as session:
-            conn = await session.connection()
-            row_id = await store.insert_new(conn, signal, payload, received_at)
-            born = signal.created_at or received_at
-            if row_id is None:
-                row, _ = await store.get_or_create(session, signal, payload, received_at)
-                if row.status in FINAL:
-                    return _duplicate(await self._outcome_in(session, row))
-                # Written now: the Core statements below must not be overwritten at commit.
-                await session.flush()
-                assert row.id is not None
-                row_id, born = row.id, signal.created_at or row.received_at
-                orders = (
-                    await session.exec(
-                        select(Order).where(col(Order.signal_id) == signal.signal_id)
-                    )
-                ).all()
-                # An earlier attempt committed its intents and died: never decide twice.
-                work.resolve = [o.id for o in orders if o.status in IN_DOUBT and o.id]
-                undecided = not orders
+
+    async def _known(self, session: AsyncSession, plan: _Plan) -> None:
+        """A signal whose row existed: decided already, died halfway, or dead-lettered once."""
+        incoming = plan.incoming
+        signal = incoming.signal
+        row, _ = await store.get_or_create(session, signal, incoming.payload, incoming.received_at)
+        if row.status in FINAL:
+            plan.outcome = _duplicate(await self._outcome_in(session, row))
+            return
+        # Written now: the Core statements of the batch must not be overwritten at commit.
+        await session.flush()
+        assert row.id is not None
+        orders = (
+            await session.exec(select(Order).where(col(Order.signal_id) == signal.signal_id))
+        ).all()
+        # An earlier attempt committed its intents and died: never decide twice.
+        plan.resolve = [o.id for o in orders if o.status in IN_DOUBT and o.id]
+        if not orders:
+            plan.row_id, plan.born, plan.undecided = (
+                row.id,
+                signal.created_at or row.received_at,
+                True,
+            )
+
+    async def _decide_all(self, conn: AsyncConnection, plans: Sequence[_Plan]) -> None:
+        if not plans:
+            return
+        now = utcnow()
+        state = await self._context.read(
+            conn, {(p.incoming.signal.category, p.incoming.signal.symbol) for p in plans}, now
+        )
+        for plan in plans:
+            signal = plan.incoming.signal
+            assert plan.born is not None
+            decision: ProposedOrder | list[Rejection]
+            if isinstance(plan.market, Rejection):
+                decision = [plan.market]
+            elif now - plan.born > self._max_age:
+                decision = [_stale(now - plan.born, self._max_age)]
             else:
-                undecided = True
-            if undecided:
-                now = utcnow()
-                if market is None:
-                    decision: ProposedOrder | list[Rejection] = [unavailable]
-                elif now - born > self._max_age:
-                    decision = [_stale(now - born, self._max_age)]
-                else:
-                    ctx = await self._context.build(conn, signal, market, now)
-                    decision = self.decide(signal, ctx)
-                if isinstance(decision, list):
-                    rejected = await store.reject_new(conn, row_id, signal.signal_id, decision)
-                else:
-                    order = self._intent(decision, signal)
-                    # The first attempt is recorded with the intent: one commit, not two.
-                    order.submit_attempts = 1
-                    order.submitted_at = now
-                    await insert_intent(conn, order)
-                    work.submit.append(order)
-        self._on_committed()
-        if rejected is not None:
-            return SignalOutcome(signal.signal_id, SignalStatus.REJECTED.value, tuple(rejected))
-        placed = bool(work.submit) and not work.resolve
-        for order in work.submit:
+                decision = self.decide(signal, state.context(signal, plan.market))
+            if isinstance(decision, list):
+                plan.rejection = decision
+                continue
+            order = self._intent(decision, signal)
+            # The first attempt is recorded with the intent: one commit, not two.
+            order.submit_attempts = 1
+            order.submitted_at = now
+            plan.order = order
+            state.add_intent(
+                OpenOrder(
+                    client_order_id=order.client_order_id,
+                    symbol=order.symbol,
+                    category=decision.category,
+                    side=decision.side,
+                    qty=order.qty,
+                    filled_qty=order.filled_qty,
+                    price=order.price,
+                    status=order.status,
+                    reduce_only=order.reduce_only,
+                )
+            )
+        await insert_intents(conn, [p.order for p in plans if p.order is not None])
+        rejected = [p for p in plans if p.rejection is not None]
+        stored = await store.reject(
+            conn,
+            [
+                (p.row_id, p.incoming.signal.signal_id, p.rejection)
+                for p in rejected
+                if p.row_id is not None and p.rejection is not None
+            ],
+        )
+        for plan, reasons in zip(rejected, stored, strict=True):
+            plan.outcome = SignalOutcome(
+                plan.incoming.signal.signal_id, SignalStatus.REJECTED.value, tuple(reasons)
+            )
+
+    async def _place(self, plans: Sequence[_Plan]) -> None:
+        orders = [p.order for p in plans if p.order is not None]
+        for _ in orders:
             faults.checkpoint("signal.intent_committed")
-            assert order.id is not None
-            status = await self._executor.submit(order.id, fresh=order)
-            metrics.observe_placement_latency((utcnow() - received_at).total_seconds())
-            placed = placed and status is not None and status not in _NOT_PLACED
-        for order_id in work.resolve:
-            await self._executor.resolve(order_id)
-        if placed:
-            # Every order is on the exchange: the signal is placed, no need to read it back.
-            ids = tuple(o.client_order_id for o in work.submit)
-            return SignalOutcome(signal.signal_id, SignalStatus.PLACED.value, (), ids)
-        outcome = await self.outcome(signal.signal_id)
-        assert outcome is not None
-        return outcome
+        statuses = await self._executor.submit_many(orders)
+        for plan, order, status in zip(plans, orders, statuses, strict=True):
+            metrics.observe_placement_latency(
+                (utcnow() - plan.incoming.received_at).total_seconds()
+            )
+            if status is not None and status not in _NOT_PLACED:
+                # On the exchange: the signal is placed, no need to read it back.
+                plan.outcome = SignalOutcome(
+                    plan.incoming.signal.signal_id,
+                    SignalStatus.PLACED.value,
+                    (),
+                    (order.client_order_id,),
+                )
 
     def decide(self, signal: Signal, ctx: DecisionContext) -> ProposedOrder | list[Rejection]:
         """Run the decision hooks; pure, so previews and replays can call it too."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -51,24 +51,28 @@ def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def order_payload(order: Order) -> dict[str, Any]:
+def order_payload(order: Order | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``order`` object of an event, from the ORM row or a Core row's mapping."""
+    get: Callable[[str], Any] = (
+        order.__getitem__ if isinstance(order, Mapping) else lambda name: getattr(order, name)
+    )
     return {
-        "id": order.id,
-        "client_order_id": order.client_order_id,
-        "exchange_order_id": order.exchange_order_id,
-        "symbol": order.symbol,
-        "category": order.category,
-        "side": order.side,
-        "order_type": order.order_type,
-        "qty": decimal_str(order.qty),
-        "price": decimal_str(order.price),
-        "status": order.status,
-        "filled_qty": decimal_str(order.filled_qty),
-        "avg_fill_price": decimal_str(order.avg_fill_price),
-        "cum_fee": decimal_str(order.cum_fee),
-        "reject_reason": order.reject_reason,
-        "created_at": _ts(order.created_at),
-        "updated_at": _ts(order.updated_at),
+        "id": get("id"),
+        "client_order_id": get("client_order_id"),
+        "exchange_order_id": get("exchange_order_id"),
+        "symbol": get("symbol"),
+        "category": get("category"),
+        "side": get("side"),
+        "order_type": get("order_type"),
+        "qty": decimal_str(get("qty")),
+        "price": decimal_str(get("price")),
+        "status": get("status"),
+        "filled_qty": decimal_str(get("filled_qty")),
+        "avg_fill_price": decimal_str(get("avg_fill_price")),
+        "cum_fee": decimal_str(get("cum_fee")),
+        "reject_reason": get("reject_reason"),
+        "created_at": _ts(get("created_at")),
+        "updated_at": _ts(get("updated_at")),
     }
 
 

@@ -7,6 +7,7 @@ change orders with Core statements instead of the ORM call :func:`record` themse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -47,12 +48,13 @@ def install() -> None:
         event.listen(Session, "before_flush", _record)
 
 
-async def record(
-    conn: AsyncConnection, client_order_id: str, status: str, filled_qty: Decimal
-) -> None:
-    """One history row, for a change made with a Core statement (the listener cannot see it)."""
+async def record(conn: AsyncConnection, changes: Sequence[tuple[str, str, Decimal]]) -> None:
+    """History rows ``(client_order_id, status, filled_qty)`` for changes made with Core
+    statements, which the listener cannot see."""
+    if not changes:
+        return
+    now = utcnow()
     await conn.execute(
-        insert(HISTORY).values(
-            client_order_id=client_order_id, status=status, filled_qty=filled_qty, at=utcnow()
-        )
+        insert(HISTORY),
+        [{"client_order_id": c, "status": s, "filled_qty": q, "at": now} for c, s, q in changes],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Mapping
 
 from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,7 +18,7 @@ from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.signals.store import SignalStatus
 from om_plugins.types import Rejection
 
-__all__ = ["accept_order", "mark_accepted", "settle_signal"]
+__all__ = ["accept_orders", "mark_accepted", "settle_signal"]
 
 _SIGNALS: Table = SignalRecord.__table__  # type: ignore[attr-defined]
 
@@ -44,35 +44,38 @@ async def mark_accepted(
     return True
 
 
-async def accept_order(
+async def accept_orders(
     conn: AsyncConnection,
-    order_id: int,
-    exchange_order_id: str | None,
+    exchange_ids: Mapping[int, str | None],
     status: OrderStatus | None = None,
-) -> bool:
-    """:func:`mark_accepted` in Core statements, for an order known by id.
+) -> dict[int, OrderStatus]:
+    """:func:`mark_accepted` in Core statements, for orders known by id (order id → the
+    exchange's id): a few statements however many orders.
 
-    False when the order had left doubt already (nothing changed; the caller settles the
-    exchange id through :func:`mark_accepted`, which needs the ORM row).
+    Returns the new status of each order that left doubt now. The others had left it
+    already; the caller settles their exchange id through :func:`mark_accepted`.
     """
-    row = await accept_in_doubt(conn, order_id, exchange_order_id, status)
-    if row is None:
-        return False
-    order = cast(Order, row)  # a Row reads like the ORM object: order_payload takes either
+    rows = await accept_in_doubt(conn, exchange_ids, status)
+    if not rows:
+        return {}
     await insert_events(
         conn,
-        new_event(EventType.ORDER_CREATED, signal_id=row.signal_id, order=order_payload(order)),
+        *(
+            new_event(EventType.ORDER_CREATED, signal_id=row["signal_id"], order=order_payload(row))
+            for row in rows
+        ),
     )
-    if row.signal_id is not None:
+    signal_ids = [row["signal_id"] for row in rows if row["signal_id"] is not None]
+    if signal_ids:
         await conn.execute(
             update(_SIGNALS)
             .where(
-                _SIGNALS.c.signal_id == row.signal_id,
+                _SIGNALS.c.signal_id.in_(signal_ids),
                 _SIGNALS.c.status == SignalStatus.PROCESSING.value,
             )
             .values(status=SignalStatus.PLACED.value, updated_at=utcnow())
         )
-    return True
+    return {row["id"]: OrderStatus(row["status"]) for row in rows}
 
 
 async def settle_signal(

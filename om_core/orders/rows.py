@@ -1,14 +1,16 @@
 """Core statements on ``orders`` for the placement hot path.
 
-The ORM costs several times a plain statement per row; placing an order runs these instead,
-and records the order's history itself (the history listener only sees ORM flushes).
+The ORM costs several times a plain statement per row, and placement runs for every signal:
+these write a whole batch of intents, or of acceptances, in a fixed handful of statements,
+and record the orders' history themselves (the history listener only sees ORM flushes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Table, func, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from om_core.db.models import Order, SignalOrderRelationship
@@ -16,7 +18,7 @@ from om_core.db.types import utcnow
 from om_core.orders import history
 from om_core.orders.status import IN_DOUBT, OrderStatus
 
-__all__ = ["ORDERS", "accept_in_doubt", "insert_intent"]
+__all__ = ["ORDERS", "accept_in_doubt", "insert_intents"]
 
 ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
 _RELATIONSHIPS: Table = SignalOrderRelationship.__table__  # type: ignore[attr-defined]
@@ -24,41 +26,57 @@ _COLUMNS = [c.name for c in ORDERS.columns if c.name != "id"]
 _IN_DOUBT = [s.value for s in IN_DOUBT]
 
 
-async def insert_intent(conn: AsyncConnection, order: Order) -> int:
-    """Insert the intent row, its signal relationship and first history row; sets ``order.id``."""
-    values: dict[str, Any] = {name: getattr(order, name) for name in _COLUMNS}
-    result = await conn.execute(insert(ORDERS).values(**values).returning(ORDERS.c.id))
-    order_id = int(result.scalar_one())
-    order.id = order_id
-    if order.signal_id is not None:
-        await conn.execute(
-            insert(_RELATIONSHIPS).values(
-                signal_id=order.signal_id, order_id=order_id, leg=order.leg, created_at=utcnow()
-            )
-        )
-    await history.record(conn, order.client_order_id, order.status, order.filled_qty)
-    return order_id
+async def insert_intents(conn: AsyncConnection, orders: Sequence[Order]) -> None:
+    """Insert intent rows with their signal relationships and first history rows; sets
+    each ``order.id``."""
+    if not orders:
+        return
+    result = await conn.execute(
+        insert(ORDERS).returning(ORDERS.c.id, ORDERS.c.client_order_id),
+        [{name: getattr(order, name) for name in _COLUMNS} for order in orders],
+    )
+    ids = {client_id: int(order_id) for order_id, client_id in result.all()}
+    for order in orders:
+        order.id = ids[order.client_order_id]
+    now = utcnow()
+    links = [
+        {"signal_id": o.signal_id, "order_id": o.id, "leg": o.leg, "created_at": now}
+        for o in orders
+        if o.signal_id is not None
+    ]
+    if links:
+        await conn.execute(insert(_RELATIONSHIPS), links)
+    await history.record(conn, [(o.client_order_id, o.status, o.filled_qty) for o in orders])
 
 
 async def accept_in_doubt(
     conn: AsyncConnection,
-    order_id: int,
-    exchange_order_id: str | None,
+    exchange_ids: Mapping[int, str | None],
     status: OrderStatus | None,
-) -> Row[Any] | None:
-    """Move an order out of doubt: the exchange has it. The updated row, or ``None`` when the
-    order was not in doubt any more (nothing changed then)."""
+) -> list[dict[str, Any]]:
+    """Move orders out of doubt: the exchange has them (``exchange_ids``: order id → the
+    exchange's id). Returns the updated rows; an order not in doubt any more is left alone
+    and missing from the result."""
     result = await conn.execute(
         update(ORDERS)
-        .where(ORDERS.c.id == order_id, ORDERS.c.status.in_(_IN_DOUBT))
-        .values(
-            status=(status or OrderStatus.SUBMITTED).value,
-            exchange_order_id=func.coalesce(ORDERS.c.exchange_order_id, exchange_order_id),
-            updated_at=utcnow(),
-        )
+        .where(ORDERS.c.id.in_(list(exchange_ids)), ORDERS.c.status.in_(_IN_DOUBT))
+        .values(status=(status or OrderStatus.SUBMITTED).value, updated_at=utcnow())
         .returning(*ORDERS.c)
     )
-    row = result.first()
-    if row is not None:
-        await history.record(conn, row.client_order_id, row.status, row.filled_qty)
-    return row
+    rows = [dict(row._mapping) for row in result.all()]
+    missing = []
+    for row in rows:
+        if row["exchange_order_id"] is None and exchange_ids[row["id"]]:
+            row["exchange_order_id"] = exchange_ids[row["id"]]
+            missing.append({"b_id": row["id"], "b_eid": row["exchange_order_id"]})
+    if missing:
+        await conn.execute(
+            update(ORDERS)
+            .where(ORDERS.c.id == bindparam("b_id"), ORDERS.c.exchange_order_id.is_(None))
+            .values(exchange_order_id=bindparam("b_eid")),
+            missing,
+        )
+    await history.record(
+        conn, [(row["client_order_id"], row["status"], row["filled_qty"]) for row in rows]
+    )
+    return rows

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
@@ -27,7 +27,7 @@ __all__ = [
     "json_safe",
     "record_dead_letter",
     "record_rejection",
-    "reject_new",
+    "reject",
 ]
 
 SIGNALS: Table = SignalRecord.__table__  # type: ignore[attr-defined]
@@ -77,47 +77,66 @@ async def get_or_create(
 
 
 async def insert_new(
-    conn: AsyncConnection, signal: Signal, payload: Mapping[str, Any], received_at: datetime
-) -> int | None:
-    """Insert the signal's row if the id is new: its row id, or ``None`` when it existed.
+    conn: AsyncConnection, signals: Sequence[tuple[Signal, Mapping[str, Any], datetime]]
+) -> dict[str, int]:
+    """Insert a row for each ``(signal, payload, received_at)`` whose id is new, in one
+    statement: signal id → row id of those inserted now.
 
-    The common case in one statement; an existing row is then read with
-    :func:`get_or_create`, in the same transaction.
+    Rows that existed are left alone (read them with :func:`get_or_create`, in the same
+    transaction).
     """
+    if not signals:
+        return {}
+    now = utcnow()
     result = await conn.execute(
-        insert_unless_exists(conn, SIGNALS, "signal_id")
-        .values(
-            signal_id=signal.signal_id,
-            symbol=signal.symbol,
-            side=signal.side.value,
-            category=signal.category.value,
-            status=SignalStatus.PROCESSING.value,
-            reasons=[],
-            payload=json_safe(payload),
-            signal_created_at=signal.created_at,
-            received_at=received_at,
-            updated_at=utcnow(),
-        )
-        .returning(SIGNALS.c.id)
+        insert_unless_exists(conn, SIGNALS, "signal_id").returning(
+            SIGNALS.c.id, SIGNALS.c.signal_id
+        ),
+        [
+            {
+                "signal_id": signal.signal_id,
+                "symbol": signal.symbol,
+                "side": signal.side.value,
+                "category": signal.category.value,
+                "status": SignalStatus.PROCESSING.value,
+                "reasons": [],
+                "payload": json_safe(payload),
+                "signal_created_at": signal.created_at,
+                "received_at": received_at,
+                "updated_at": now,
+            }
+            for signal, payload, received_at in signals
+        ],
     )
-    row_id = result.scalar_one_or_none()
-    return None if row_id is None else int(row_id)
+    return {signal_id: int(row_id) for row_id, signal_id in result.all()}
 
 
-async def reject_new(
-    conn: AsyncConnection, row_id: int, signal_id: str, reasons: Iterable[Rejection]
-) -> list[dict[str, Any]]:
-    """:func:`record_rejection` for a row inserted by :func:`insert_new`; returns the reasons."""
-    reasons_json = reasons_payload(reasons)
+async def reject(
+    conn: AsyncConnection, rejections: Sequence[tuple[int, str, Sequence[Rejection]]]
+) -> list[list[dict[str, Any]]]:
+    """:func:`record_rejection` for rows known by id: ``(row id, signal id, reasons)`` each;
+    returns the stored reasons of each."""
+    if not rejections:
+        return []
+    now = utcnow()
+    stored = [reasons_payload(reasons) for _, _, reasons in rejections]
     await conn.execute(
         update(SIGNALS)
-        .where(SIGNALS.c.id == row_id)
-        .values(status=SignalStatus.REJECTED.value, reasons=reasons_json, updated_at=utcnow())
+        .where(SIGNALS.c.id == bindparam("b_id"))
+        .values(status=SignalStatus.REJECTED.value, reasons=bindparam("b_reasons"), updated_at=now),
+        [
+            {"b_id": row_id, "b_reasons": r}
+            for (row_id, _, _), r in zip(rejections, stored, strict=True)
+        ],
     )
     await insert_events(
-        conn, new_event(EventType.SIGNAL_REJECTED, signal_id=signal_id, reasons=reasons_json)
+        conn,
+        *(
+            new_event(EventType.SIGNAL_REJECTED, signal_id=signal_id, reasons=r)
+            for (_, signal_id, _), r in zip(rejections, stored, strict=True)
+        ),
     )
-    return reasons_json
+    return stored
 
 
 def _fill(row: SignalRecord, signal: Signal, payload: Mapping[str, Any]) -> None:

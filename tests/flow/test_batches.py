@@ -1,0 +1,155 @@
+"""Work that arrives together is done together — with exactly the results of doing it one
+message at a time. Both stacks; the batch entry points are called directly so every batch
+here really is one transaction."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import col, select
+
+from om_core.db.models import Fill, Order, SignalOrderRelationship
+from om_core.db.types import utcnow
+from om_core.engine.processor import Incoming
+from om_core.signals.contract import parse_signal
+from om_core.updates.parse import ExecutionReport, OrderReport, parse_updates
+from tests.flow.bybit_messages import example, order_object, stream
+from tests.flow.stack import Stack, running
+from tests.flow.test_reverse_flow import events_for, position, resting_order
+
+
+def incoming(data: dict[str, Any]) -> Incoming:
+    return Incoming(parse_signal(data), data, utcnow())
+
+
+def limit_buy(signal_id: str, symbol: str = "BTCUSDT") -> dict[str, Any]:
+    return {
+        "signal_id": signal_id,
+        "symbol": symbol,
+        "side": "buy",
+        "qty": "0.010",
+        "price": "50000",
+    }
+
+
+def reports(*messages: dict[str, Any]) -> list[OrderReport | ExecutionReport]:
+    parsed = [r for m in messages for r in parse_updates(json.dumps(m).encode())]
+    return [r for r in parsed if isinstance(r, OrderReport | ExecutionReport)]
+
+
+async def relationships(stack: Stack) -> list[SignalOrderRelationship]:
+    async with stack.service.sessions() as session:
+        return list((await session.exec(select(SignalOrderRelationship))).all())
+
+
+async def test_each_decision_of_a_batch_sees_the_intents_before_it(
+    urls: tuple[str, str],
+) -> None:
+    # 0.010 BTC at 50,000 = 500 USDT a signal; the limit of 800 fits exactly one per symbol.
+    risk = {"max_position_notional": "800", "max_order_notional": "1000"}
+    async with running(*urls, plugin_config={"risk": risk}, consume=False) as stack:
+        batch = [incoming(limit_buy(f"b-{n}")) for n in range(4)]
+        batch.append(incoming(limit_buy("e-0", symbol="ETHUSDT")))
+        outcomes = await stack.service.processor.process_many(batch)
+        assert [o.status for o in outcomes] == [
+            "placed",
+            "rejected",
+            "rejected",
+            "rejected",
+            "placed",
+        ]
+        assert {r["code"] for o in outcomes[1:4] for r in o.reasons} == {"MAX_POSITION_NOTIONAL"}
+        orders = await stack.orders()
+        assert sorted(o.signal_id or "" for o in orders) == ["b-0", "e-0"]
+        assert {(r.signal_id, r.order_id) for r in await relationships(stack)} == {
+            (o.signal_id, o.id) for o in orders
+        }
+        assert sorted(stack.paper.create_calls) == sorted(o.client_order_id for o in orders)
+        kinds = sorted(e["event_type"] for e in await stack.events(5))
+        assert kinds == ["order.created"] * 2 + ["signal.rejected"] * 3
+        for row in [await stack.signal_row(f"b-{n}") for n in range(4)]:
+            assert row is not None and row.status in {"placed", "rejected"}
+
+
+async def test_a_batch_with_repeated_and_known_signals_places_each_once(
+    urls: tuple[str, str],
+) -> None:
+    async with running(*urls, consume=False) as stack:
+        processor = stack.service.processor
+        [first] = await processor.process_many([incoming(limit_buy("known"))])
+        assert first.status == "placed" and not first.duplicate
+        outcomes = await processor.process_many(
+            [
+                incoming(limit_buy("twice")),
+                incoming(limit_buy("known")),
+                incoming(limit_buy("twice")),
+            ]
+        )
+        assert [(o.signal_id, o.status, o.duplicate) for o in outcomes] == [
+            ("twice", "placed", False),
+            ("known", "placed", True),
+            ("twice", "placed", True),
+        ]
+        assert sorted(o.signal_id or "" for o in await stack.orders()) == ["known", "twice"]
+        assert len(stack.paper.create_calls) == 2
+
+
+async def test_reports_of_one_order_in_one_batch_apply_in_order(urls: tuple[str, str]) -> None:
+    async with running(*urls) as stack:
+        order = await resting_order(stack, "rb-1")
+        cid, oid = order.client_order_id, order.exchange_order_id
+        assert oid is not None
+        partial = order_object(
+            link_id=cid,
+            order_id=oid,
+            status="PartiallyFilled",
+            cum_qty="0.004",
+            cum_value="200",
+            cum_fee="0.04",
+        )
+        filled = order_object(
+            link_id=cid,
+            order_id=oid,
+            status="Filled",
+            cum_qty="0.010",
+            cum_value="500",
+            cum_fee="0.1",
+        )
+        results = await stack.service.applier.apply_many(
+            reports(stream(partial), stream(filled), stream(filled))
+        )
+        assert [r.action for r in results] == ["applied", "applied", "ignored"]
+        assert [r.fill_qty for r in results[:2]] == [Decimal("0.004"), Decimal("0.006")]
+        await stack.outbox_drained()
+        assert await events_for(stack, cid) == [
+            "order.created",
+            "order.partially_filled",
+            "order.filled",
+        ]
+        pos = await position(stack)
+        assert pos is not None and pos.size == Decimal("0.010")
+        assert pos.avg_entry_price == Decimal("50000")
+        assert pos.fees_paid == Decimal("0.1")
+        async with stack.service.sessions() as session:
+            fills = (await session.exec(select(Fill).order_by(col(Fill.id)))).all()
+        assert [f.qty for f in fills] == [Decimal("0.004"), Decimal("0.006")]
+
+
+async def test_an_external_order_and_a_repeated_execution_in_one_batch_count_once(
+    urls: tuple[str, str],
+) -> None:
+    execution = example("docs_ws_execution_stream_message.json")
+    fill = execution["data"][0]
+    async with running(*urls, consume=False) as stack:
+        results = await stack.service.applier.apply_many(reports(execution, execution))
+        assert [r.action for r in results] == ["applied", "ignored"]
+        assert results[0].external and not results[1].external
+        async with stack.service.sessions() as session:
+            orders = (await session.exec(select(Order))).all()
+            fills = (await session.exec(select(Fill))).all()
+        assert len(orders) == 1 and orders[0].is_external
+        assert [f.exec_id for f in fills] == [fill["execId"]]
+        pos = await position(stack)
+        assert pos is not None and pos.size == -Decimal(fill["execQty"])

@@ -1,0 +1,86 @@
+"""Batcher: deliveries that arrive together reach the batch function together, and each
+message still gets its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from om_core.messaging.base import DeadLetter, Message
+from om_core.messaging.batching import Batcher
+from tests.conftest import wait_for
+
+
+class Recorder:
+    """A batch function that records its batches and can be held at the gate."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[bytes]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()
+
+    async def __call__(self, messages: Sequence[Message]) -> list[BaseException | None]:
+        self.batches.append([m.body for m in messages])
+        self.entered.set()
+        await self.gate.wait()
+        return [DeadLetter("bad") if m.body == b"bad" else None for m in messages]
+
+
+async def test_a_lone_message_is_processed_alone_at_once() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, max_batch=10, name="t")
+    await asyncio.wait_for(batcher(Message(b"one")), 5)
+    assert recorder.batches == [[b"one"]]
+
+
+async def test_messages_arriving_while_the_workers_are_busy_share_a_batch() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = Batcher(recorder, max_batch=3, name="t", concurrency=1)
+    first = asyncio.create_task(batcher(Message(b"0")))
+    await asyncio.wait_for(recorder.entered.wait(), 5)
+    rest = [asyncio.create_task(batcher(Message(str(n).encode()))) for n in range(1, 6)]
+    await wait_for(lambda: batcher.waiting == 5, timeout=5)
+    recorder.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    assert recorder.batches == [[b"0"], [b"1", b"2", b"3"], [b"4", b"5"]]
+
+
+async def test_each_message_gets_its_own_outcome() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = Batcher(recorder, max_batch=10, name="t", concurrency=1)
+    blocker = asyncio.create_task(batcher(Message(b"first")))
+    await asyncio.wait_for(recorder.entered.wait(), 5)
+    good = asyncio.create_task(batcher(Message(b"good")))
+    bad = asyncio.create_task(batcher(Message(b"bad")))
+    await wait_for(lambda: batcher.waiting == 2, timeout=5)
+    recorder.gate.set()
+    await asyncio.wait_for(good, 5)
+    with pytest.raises(DeadLetter):
+        await asyncio.wait_for(bad, 5)
+    await blocker
+    assert recorder.batches[1] == [b"good", b"bad"]
+
+
+async def test_a_failing_batch_function_fails_every_message_of_the_batch() -> None:
+    async def broken(messages: Sequence[Message]) -> list[BaseException | None]:
+        raise RuntimeError("bug")
+
+    batcher = Batcher(broken, max_batch=10, name="t")
+    with pytest.raises(RuntimeError, match="bug"):
+        await asyncio.wait_for(batcher(Message(b"x")), 5)
+
+
+async def test_close_cancels_batches_in_progress() -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = Batcher(recorder, max_batch=10, name="t")
+    waiting = asyncio.create_task(batcher(Message(b"x")))
+    await asyncio.wait_for(recorder.entered.wait(), 5)
+    await batcher.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 5)
