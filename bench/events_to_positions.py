@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import line, machine, percentiles, pg_database, publisher, vhost
+from bench.common import CpuMeter, line, machine, percentiles, pg_database, publisher, vhost
 from bench.harness import service
 from om_core.events.payloads import dumps
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE
@@ -57,6 +57,7 @@ def report(order_id: str, symbol: str, n: int) -> dict[str, object]:
 async def run(db_url: str, broker_url: str, count: int) -> dict[str, float]:
     async with service(db_url, broker_url) as (_svc, taps, bus):
         published: dict[str, float] = {}
+        meter = CpuMeter()
         start = time.perf_counter()
         async with publisher(bus) as publish:
             for n in range(count):
@@ -68,6 +69,7 @@ async def run(db_url: str, broker_url: str, count: int) -> dict[str, float]:
         deadline = time.monotonic() + 300
         while len(filled) < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        cpu = meter.per_message(len(filled))
     last = max(filled.values(), default=time.perf_counter())
     latency = [(filled[o] - published[o]) * 1e3 for o in published if o in filled]
     stats: dict[str, float] = {
@@ -75,6 +77,7 @@ async def run(db_url: str, broker_url: str, count: int) -> dict[str, float]:
         "fills_per_s": len(latency) / (last - start) if latency else 0.0,
     }
     stats.update({f"e2e_{k}_ms": v for k, v in percentiles(latency).items()})
+    stats.update(cpu)
     return stats
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import aio_pika
 import asyncpg
 
-from bench.common import line, machine, percentiles, pg_database, publisher, vhost
+from bench.common import CpuMeter, line, machine, percentiles, pg_database, publisher, vhost
 from om_core.db import migrate
 
 IN, OUT = "floor.signals", "floor.events"
@@ -105,6 +105,7 @@ async def floor(dsn: str, amqp_url: str, count: int) -> dict[str, float]:
                 routing_key=queue,
             )
 
+    meter = CpuMeter()
     start = time.perf_counter()
     async with publisher(_Load()) as publish:
         for n in range(count):
@@ -115,12 +116,14 @@ async def floor(dsn: str, amqp_url: str, count: int) -> dict[str, float]:
             )
             await publish(IN, body.encode())
     await asyncio.wait_for(finished.wait(), 120)
+    cpu = meter.per_message(len(done))
     last = max(done.values())
     await conn.close()
     await pool.close()
     e2e = [(done[s] - published[s]) * 1e3 for s in published if s in done]
     stats: dict[str, float] = {"n": float(len(e2e)), "throughput_per_s": len(e2e) / (last - start)}
     stats.update({f"e2e_{k}_ms": v for k, v in percentiles(e2e).items()})
+    stats.update(cpu)
     return stats
 
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import line, machine, percentiles, pg_database, publisher, vhost
+from bench.common import CpuMeter, line, machine, percentiles, pg_database, publisher, vhost
 from bench.harness import service
 from om_core.events.payloads import dumps
 from om_core.messaging.topology import SIGNALS_QUEUE
@@ -34,6 +34,7 @@ async def one_rate(
     async with service(db_url, broker_url) as (_svc, taps, bus):
         run = uuid.uuid4().hex[:6]
         published: dict[str, float] = {}
+        meter = CpuMeter()
         start = time.perf_counter()
         async with publisher(bus) as publish:
             for n in range(count):
@@ -58,6 +59,7 @@ async def one_rate(
         while len(created) < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         done = time.perf_counter()
+        cpu = meter.per_message(len(created))
     internal = [
         (taps.sent[client_order_id(s, 0)] - taps.received[s]) * 1e3
         for s in published
@@ -71,6 +73,7 @@ async def one_rate(
     }
     stats.update({f"internal_{k}_ms": v for k, v in percentiles(internal).items()})
     stats.update({f"e2e_{k}_ms": v for k, v in percentiles(e2e).items()})
+    stats.update(cpu)
     return stats
 
 
