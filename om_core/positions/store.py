@@ -7,6 +7,7 @@ position row is never concurrent.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlmodel import col, select
 
@@ -15,7 +16,13 @@ from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
 from om_core.positions.math import PositionState, apply_fill, unrealized_pnl
 
-__all__ = ["PositionKey", "apply_fill_to_position", "get_or_create_position", "snapshot"]
+__all__ = [
+    "PositionKey",
+    "apply_fill_to_position",
+    "get_or_create_position",
+    "snapshot",
+    "snapshot_values",
+]
 
 #: (category, symbol, position_idx): what identifies a position.
 PositionKey = tuple[str, str, int]
@@ -63,7 +70,10 @@ async def apply_fill_to_position(
     price: Decimal,
     fee: Decimal,
     known: dict[PositionKey, Position] | None = None,
+    snapshots: list[dict[str, Any]] | None = None,
 ) -> Position:
+    """Apply one fill and snapshot the result: in ``session``, or, given ``snapshots``, as
+    values appended there for the caller to insert (with a Core statement, batched)."""
     row = await get_or_create_position(session, category, symbol, position_idx, known)
     state = apply_fill(
         PositionState(row.size, row.avg_entry_price, row.realized_pnl, row.fees_paid),
@@ -78,31 +88,40 @@ async def apply_fill_to_position(
     row.realized_pnl = state.realized_pnl
     row.fees_paid = state.fees_paid
     row.updated_at = utcnow()
-    snapshot(session, row, reason="fill")
+    if snapshots is None:
+        snapshot(session, row, reason="fill")
+    else:
+        snapshots.append(snapshot_values(row, reason="fill"))
     return row
 
 
 def snapshot(
     session: AsyncSession, row: Position, *, reason: str, mark: Decimal | None = None
 ) -> PositionSnapshot:
+    snap = PositionSnapshot(**snapshot_values(row, reason=reason, mark=mark))
+    session.add(snap)
+    return snap
+
+
+def snapshot_values(row: Position, *, reason: str, mark: Decimal | None = None) -> dict[str, Any]:
+    """The columns of a ``position_snapshots`` row for ``row`` as it is now."""
     mark = mark if mark is not None else row.mark_price
     unrealized = None
     if mark is not None:
         state = PositionState(row.size, row.avg_entry_price, row.realized_pnl, row.fees_paid)
         unrealized = unrealized_pnl(state, mark, inverse=row.category == "inverse")
     assert row.id is not None
-    snap = PositionSnapshot(
-        position_id=row.id,
-        category=row.category,
-        symbol=row.symbol,
-        position_idx=row.position_idx,
-        size=row.size,
-        avg_entry_price=row.avg_entry_price,
-        realized_pnl=row.realized_pnl,
-        fees_paid=row.fees_paid,
-        mark_price=mark,
-        unrealized_pnl=unrealized,
-        reason=reason,
-    )
-    session.add(snap)
-    return snap
+    return {
+        "position_id": row.id,
+        "category": row.category,
+        "symbol": row.symbol,
+        "position_idx": row.position_idx,
+        "size": row.size,
+        "avg_entry_price": row.avg_entry_price,
+        "realized_pnl": row.realized_pnl,
+        "fees_paid": row.fees_paid,
+        "mark_price": mark,
+        "unrealized_pnl": unrealized,
+        "reason": reason,
+        "created_at": utcnow(),
+    }

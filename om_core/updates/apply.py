@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlmodel import col, select
 
 from om_core import faults
 from om_core.db.locks import RollBack, locked_transaction
-from om_core.db.models import Fill, Order, Position, QuarantinedUpdate
+from om_core.db.models import Fill, Order, Position, PositionSnapshot, QuarantinedUpdate
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.processor import symbol_lock_key
-from om_core.events.outbox import add_event
+from om_core.events.outbox import add_event, insert_events
 from om_core.events.payloads import (
     EventType,
     decimal_str,
@@ -45,6 +46,9 @@ from om_core.updates.parse import ExecutionReport, OrderReport, ms_to_datetime
 __all__ = ["Applied", "UpdateApplier"]
 
 log = logging.getLogger(__name__)
+
+_FILLS: Table = Fill.__table__  # type: ignore[attr-defined]
+_SNAPSHOTS: Table = PositionSnapshot.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,23 @@ class _Rows:
     exec_ids: set[str] = field(default_factory=set)
     #: External orders recorded by this batch, until their first report is applied.
     fresh_external: dict[str, bool] = field(default_factory=dict)
+    #: Rows to insert at the end, with one Core statement per table (the ORM would build
+    #: an object for each): fills, position snapshots, outbox events.
+    fills: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession) -> None:
+        """Insert what was staged. The ORM's changes go first, so an order's events written
+        through the session (``order.created``) keep their place before the staged ones."""
+        await session.flush()
+        conn = await session.connection()
+        if self.fills:
+            await conn.execute(insert(_FILLS), self.fills)
+        if self.snapshots:
+            await conn.execute(insert(_SNAPSHOTS), self.snapshots)
+        await insert_events(conn, *self.events)
+        self.fills, self.snapshots, self.events = [], [], []
 
     def remember(self, order: Order) -> None:
         self.by_link_id[order.client_order_id] = order
@@ -107,7 +128,9 @@ class UpdateApplier:
         key = symbol_lock_key(report.category, report.symbol)
         try:
             async with locked_transaction(self._factory, key) as session:
-                result = await self._one(session, report, _Rows())
+                rows = _Rows()
+                result = await self._one(session, report, rows)
+                await rows.write(session)
                 if dry_run:
                     raise _DryRun(result)
         except _DryRun as undone:
@@ -127,6 +150,7 @@ class UpdateApplier:
             # One flush at commit: inserts of the same table go out as one statement.
             with session.no_autoflush:
                 results = [await self._one(session, r, rows) for r in reports]
+            await rows.write(session)
         if any(r.action == "applied" for r in results):
             self._on_committed()
         for _ in reports:
@@ -254,18 +278,20 @@ class UpdateApplier:
         position = None
         if fill is not None:
             assert order.id is not None
-            session.add(
-                Fill(
-                    exec_id=fill.exec_id,
-                    order_id=order.id,
-                    symbol=order.symbol,
-                    category=order.category,
-                    side=order.side,
-                    qty=fill.qty,
-                    price=fill.price,
-                    fee=fill.fee,
-                    executed_at=ms_to_datetime(fill.executed_ms) or utcnow(),
-                )
+            now = utcnow()
+            rows.fills.append(
+                {
+                    "exec_id": fill.exec_id,
+                    "order_id": order.id,
+                    "symbol": order.symbol,
+                    "category": order.category,
+                    "side": order.side,
+                    "qty": fill.qty,
+                    "price": fill.price,
+                    "fee": fill.fee,
+                    "executed_at": ms_to_datetime(fill.executed_ms) or now,
+                    "created_at": now,
+                }
             )
             order.filled_qty += fill.qty
             rows.exec_ids.add(fill.exec_id)
@@ -279,18 +305,18 @@ class UpdateApplier:
                 price=fill.price,
                 fee=fill.fee,
                 known=rows.positions,
+                snapshots=rows.snapshots,
             )
         event_type = _event_type(before, status, fill is not None)
         if event_type is not None:
-            add_event(
-                session,
+            rows.events.append(
                 new_event(
                     event_type,
                     signal_id=order.signal_id,
                     order=order_payload(order),
                     fill=_fill_payload(fill),
                     position=position_payload(position) if position is not None else None,
-                ),
+                )
             )
         if status is OrderStatus.REJECTED:
             await settle_signal(
