@@ -101,8 +101,10 @@ class OutboxRelay:
             try:
                 published = await self.publish_pending()
                 backoff = self._poll_interval
-                if published:
-                    continue
+                if published >= self._batch_size:
+                    continue  # a full batch: more may be waiting
+                # Otherwise the batch took every unsent row; rows committed since then rang
+                # the bell (notify), so the wait below returns at once for them.
             except Exception:
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 backoff = min(backoff * 2, 30.0)
