@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     signal_batch: int = Field(default=32, ge=1, le=1000)
     #: Most order updates applied in one transaction (likewise).
     update_batch: int = Field(default=64, ge=1, le=1000)
+    #: How long a publish waits for the broker's confirm (or for a lost connection to come
+    #: back) before it counts as failed and is retried.
+    publish_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Outbox events awaiting their publisher confirm at once (1 = strictly one at a time).
     outbox_in_flight: int = Field(default=64, ge=1, le=1000)
     #: Seconds between periodic reconciliations with the exchange (0 = only at startup,

@@ -108,7 +108,10 @@ class Service:
         self.sessions = create_session_factory(self.db)
 
         self.bus = create_bus(
-            s.broker_url, queue_type=s.queue_type, delivery_limit=s.delivery_limit
+            s.broker_url,
+            queue_type=s.queue_type,
+            delivery_limit=s.delivery_limit,
+            publish_timeout=s.publish_timeout_seconds,
         )
         await self.bus.start()
 

@@ -26,7 +26,13 @@ __all__ = [
 ]
 
 
-def create_bus(url: str, *, queue_type: str = "quorum", delivery_limit: int = 10) -> MessageBus:
+def create_bus(
+    url: str,
+    *,
+    queue_type: str = "quorum",
+    delivery_limit: int = 10,
+    publish_timeout: float = 10.0,
+) -> MessageBus:
     """Build the bus for ``url``: ``memory://`` or ``amqp://``."""
     if url.startswith("memory://"):
         from om_core.messaging.memory import MemoryBus
@@ -34,4 +40,9 @@ def create_bus(url: str, *, queue_type: str = "quorum", delivery_limit: int = 10
         return MemoryBus(delivery_limit=delivery_limit)
     from om_core.messaging.rabbitmq import RabbitBus
 
-    return RabbitBus(url, queue_type=queue_type, delivery_limit=delivery_limit)
+    return RabbitBus(
+        url,
+        queue_type=queue_type,
+        delivery_limit=delivery_limit,
+        publish_timeout=publish_timeout,
+    )

@@ -6,6 +6,11 @@ RabbitMQ is unreachable the service can neither take signals nor publish events;
 PostgreSQL is unreachable it holds what it took. Afterwards: every signal placed once, one
 order each on the exchange, every event delivered (at-least-once, de-duplicated by
 event_id), fills and positions equal to the exchange's.
+
+An operator also changes the trading state while the broker is down: those events are
+committed then, so the relay certainly tries to publish while it cannot, and its publishes
+time out (the service's publish timeout is shorter than the outage) — they must still
+arrive afterwards.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from collections.abc import AsyncIterator, Awaitable
 from urllib.parse import urlsplit
 
 import pytest
+from sqlmodel import col, select
 
+from om_core.db.models import OutboxEvent
 from om_core.gateway import Gateway
 from om_core.messaging.topology import SIGNALS_QUEUE
 from om_core.orders.client_id import client_order_id
+from om_core.trading_state import set_state
+from om_plugins.types import TradingState
 from tests.faults.conftest import World
 from tests.faults.support import audit, await_true, bybit_env, encode, market_signal
-from tests.flow.stack import running
+from tests.flow.stack import Stack, running
 from tests.support.tcp_proxy import TcpProxy
 
 SIGNALS = 60
@@ -63,7 +72,7 @@ async def test_broker_then_database_outage_under_load(
         seen = world.events.by_order()
         return all({"order.created", "order.filled"} <= set(seen.get(link, {})) for link in links)
 
-    env = {**bybit_env(world.fake), "OM_PREFETCH": "16"}
+    env = {**bybit_env(world.fake), "OM_PREFETCH": "16", "OM_PUBLISH_TIMEOUT_SECONDS": "1"}
     db_url, amqp_url = through(world.db_url, pg_proxy), through(world.amqp_url, amqp_proxy)
     async with running(db_url, amqp_url, env=env) as stack:
         producer = asyncio.create_task(produce())
@@ -71,6 +80,7 @@ async def test_broker_then_database_outage_under_load(
         await asyncio.sleep(1.0)
         await amqp_proxy.cut()
         assert await await_true(lambda: _not(stack.service.bus.is_healthy()), timeout=5)
+        operator_events = await _operator_changes(stack)
         await asyncio.sleep(OUTAGE)
         amqp_proxy.restore()
         assert await await_true(stack.service.bus.is_healthy, timeout=30)
@@ -86,9 +96,38 @@ async def test_broker_then_database_outage_under_load(
         await producer
         settled = await await_true(lambda: world.db.settled(ids), timeout=90)
         seen = settled and await await_true(delivered, timeout=30)
+
+        async def operator_events_arrived() -> bool:
+            return operator_events <= {e["event_id"] for e in world.events.events}
+
+        arrived = await await_true(operator_events_arrived, timeout=30)
         assert all((await stack.service.ready()).values())
     tally = await audit(world.db, world.fake, world.events, ids)
     assert settled and seen and tally.clean(), tally.report()
+    assert arrived, "trading_state.changed events committed during the outage were lost"
+
+
+async def _operator_changes(stack: Stack) -> set[str]:
+    """Two trading-state changes, as the API makes them; their event ids."""
+    ids = set()
+    for reason in ("drill: broker down", "drill: still trading"):
+        async with stack.service.sessions() as session, session.begin():
+            await set_state(session, TradingState.ACTIVE, reason, actor="test")
+        ids.add(await _last_trading_state_event(stack))
+    return ids
+
+
+async def _last_trading_state_event(stack: Stack) -> str:
+    async with stack.service.sessions() as session:
+        row = (
+            await session.exec(
+                select(OutboxEvent)
+                .where(col(OutboxEvent.event_type) == "trading_state.changed")
+                .order_by(col(OutboxEvent.id).desc())
+            )
+        ).first()
+    assert row is not None
+    return row.event_id
 
 
 async def _not(flag: Awaitable[bool]) -> bool:
