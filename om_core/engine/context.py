@@ -30,7 +30,13 @@ from om_plugins.types import (
     TradingState,
 )
 
-__all__ = ["ContextBuilder", "DatabaseState", "MarketData", "load_trading_state"]
+__all__ = [
+    "ContextBuilder",
+    "DatabaseState",
+    "MarketData",
+    "load_trading_state",
+    "open_order",
+]
 
 _POSITIONS: Table = PositionRow.__table__  # type: ignore[attr-defined]
 _ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
@@ -115,19 +121,7 @@ class ContextBuilder:
         for o in open_rows:
             key = (Category(o.category), o.symbol)
             if key in open_orders:
-                open_orders[key].append(
-                    OpenOrder(
-                        client_order_id=o.client_order_id,
-                        symbol=o.symbol,
-                        category=Category(o.category),
-                        side=Side(o.side),
-                        qty=o.qty,
-                        filled_qty=o.filled_qty,
-                        price=o.price,
-                        status=o.status,
-                        reduce_only=o.reduce_only,
-                    )
-                )
+                open_orders[key].append(open_order(o))
         recent = dict.fromkeys(names, 0)
         counted = await conn.execute(
             select(_ORDERS.c.symbol, func.count())
@@ -193,6 +187,21 @@ class DatabaseState:
     def add_intent(self, order: OpenOrder) -> None:
         self.open_orders.setdefault((order.category, order.symbol), []).append(order)
         self.recent_order_count[order.symbol] = self.recent_order_count.get(order.symbol, 0) + 1
+
+
+def open_order(row: Any) -> OpenOrder:
+    """An ``orders`` row (Core row or ORM object) as decisions see it."""
+    return OpenOrder(
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        category=Category(row.category),
+        side=Side(row.side),
+        qty=row.qty,
+        filled_qty=row.filled_qty,
+        price=row.price,
+        status=row.status,
+        reduce_only=row.reduce_only,
+    )
 
 
 def _position(row: Any) -> Position:

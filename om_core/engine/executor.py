@@ -139,21 +139,27 @@ class OrderExecutor:
                 *(self._attempt(o, self._backoff) for o in mine), return_exceptions=True
             )
             placed: dict[int, str] = {}
+            again: list[int] = []
+            errors = [a for a in answers if isinstance(a, BaseException)]
             for order, answer in zip(mine, answers, strict=True):
                 assert order.id is not None
-                if isinstance(answer, BaseException):
-                    raise answer
                 if answer is _AGAIN:
-                    statuses[order.id] = await self._submit(order.id, after_first=True)
+                    again.append(order.id)
                 elif isinstance(answer, PlacedOrder):
                     faults.checkpoint("exchange.create_sent")
                     if self._before_commit is not None:
                         await self._before_commit(order.client_order_id)
                     placed[order.id] = answer.exchange_order_id
+            # What the exchange accepted is committed first: neither a retry below nor an
+            # error of another order's attempt may leave it in doubt.
             if placed:
                 statuses.update(await self._accepted(placed, None))
                 for _ in placed:
                     faults.checkpoint("exchange.result_committed")
+            if errors:
+                raise errors[0]
+            for order_id in again:
+                statuses[order_id] = await self._submit(order_id, after_first=True)
         finally:
             self._in_flight.difference_update(ids)
         return [statuses.get(o.id) if o.id is not None else None for o in fresh]

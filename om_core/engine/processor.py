@@ -21,7 +21,7 @@ from om_core.db.locks import locked_transaction
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
-from om_core.engine.context import ContextBuilder, MarketData
+from om_core.engine.context import ContextBuilder, MarketData, open_order
 from om_core.engine.executor import OrderExecutor
 from om_core.orders.client_id import client_order_id
 from om_core.orders.rows import insert_intents
@@ -33,7 +33,6 @@ from om_plugins.errors import ExchangeAuthError, ExchangeRejected
 from om_plugins.rounding import is_multiple
 from om_plugins.types import (
     DecisionContext,
-    OpenOrder,
     OrderType,
     ProposedOrder,
     Rejection,
@@ -241,19 +240,7 @@ class SignalProcessor:
             order.submit_attempts = 1
             order.submitted_at = now
             plan.order = order
-            state.add_intent(
-                OpenOrder(
-                    client_order_id=order.client_order_id,
-                    symbol=order.symbol,
-                    category=decision.category,
-                    side=decision.side,
-                    qty=order.qty,
-                    filled_qty=order.filled_qty,
-                    price=order.price,
-                    status=order.status,
-                    reduce_only=order.reduce_only,
-                )
-            )
+            state.add_intent(open_order(order))
         await insert_intents(conn, [p.order for p in plans if p.order is not None])
         rejected = [p for p in plans if p.rejection is not None]
         stored = await store.reject(
