@@ -116,6 +116,9 @@ class PaperExchange(ExchangeAdapter):
         self.create_calls: list[str] = []
         #: Every order the exchange accepted, by client order id.
         self.orders: dict[str, PaperOrder] = {}
+        #: The orders that may still be open, in placement order: scans of open orders
+        #: must not grow with every order ever placed (closed ones are dropped as found).
+        self._live: dict[str, PaperOrder] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -256,10 +259,8 @@ class PaperExchange(ExchangeAdapter):
     ) -> list[ExchangeOrder]:
         found = [
             o
-            for o in self.orders.values()
-            if o.is_open
-            and o.request.category == category
-            and (symbol is None or o.request.symbol == symbol)
+            for o in self._open_orders()
+            if o.request.category == category and (symbol is None or o.request.symbol == symbol)
         ]
         # Bybit lists the newest first (reversed first so that equal timestamps also are).
         found.reverse()
@@ -292,6 +293,7 @@ class PaperExchange(ExchangeAdapter):
             last_price_on_created=mark,
         )
         self.orders[request.client_order_id] = order
+        self._live[request.client_order_id] = order
         reject_reason, self._reject_reason = self._reject_reason, None
         if reject_reason is not None:
             order.finish(OrderStatus.REJECTED, reject_reason=reject_reason)
@@ -324,12 +326,19 @@ class PaperExchange(ExchangeAdapter):
         if self._available(extra_value=added * price) < 0:
             raise ExchangeRejected("ab not enough for new order", code=INSUFFICIENT_BALANCE)
 
+    def _open_orders(self) -> list[PaperOrder]:
+        """Every open order, oldest first; closed ones never reopen, so they are forgotten."""
+        closed = [cid for cid, o in self._live.items() if not o.is_open]
+        for cid in closed:
+            del self._live[cid]
+        return list(self._live.values())
+
     def _available(self, *, extra_value: Decimal) -> Decimal:
         resting = sum(
             (
                 o.leaves_qty * o.request.price
-                for o in self.orders.values()
-                if o.is_open and o.request.price is not None and not o.request.reduce_only
+                for o in self._open_orders()
+                if o.request.price is not None and not o.request.reduce_only
             ),
             Decimal(0),
         )
@@ -379,7 +388,7 @@ class PaperExchange(ExchangeAdapter):
         """Fill the resting limit orders of ``symbol`` that the current price reaches."""
         mark = self._prices[symbol]
         resting = sorted(
-            (o for o in self.orders.values() if o.is_open and o.request.symbol == symbol),
+            (o for o in self._open_orders() if o.request.symbol == symbol),
             key=lambda o: o.created_ms,
         )
         for order in resting:
