@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -16,7 +16,7 @@ from om_core.db.models import SignalRecord
 from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
 from om_core.db.upsert import insert_unless_exists
-from om_core.events.outbox import add_event, insert_events
+from om_core.events.outbox import insert_events
 from om_core.events.payloads import EventType, dumps, new_event, reasons_payload
 from om_plugins.types import Rejection, Signal
 
@@ -26,7 +26,6 @@ __all__ = [
     "insert_new",
     "json_safe",
     "record_dead_letter",
-    "record_rejection",
     "reject",
 ]
 
@@ -114,8 +113,8 @@ async def insert_new(
 async def reject(
     conn: AsyncConnection, rejections: Sequence[tuple[int, str, Sequence[Rejection]]]
 ) -> list[list[dict[str, Any]]]:
-    """:func:`record_rejection` for rows known by id: ``(row id, signal id, reasons)`` each;
-    returns the stored reasons of each."""
+    """Mark signals rejected with every reason and stage their ``signal.rejected`` events:
+    ``(row id, signal id, reasons)`` each; returns the stored reasons of each."""
     if not rejections:
         return []
     now = utcnow()
@@ -145,19 +144,6 @@ def _fill(row: SignalRecord, signal: Signal, payload: Mapping[str, Any]) -> None
     row.category = signal.category.value
     row.payload = json_safe(payload)
     row.signal_created_at = signal.created_at
-
-
-def record_rejection(
-    session: AsyncSession, row: SignalRecord, reasons: Iterable[Rejection]
-) -> dict[str, Any]:
-    """Mark the signal rejected with every reason and stage ``signal.rejected``."""
-    reasons_json = reasons_payload(reasons)
-    row.status = SignalStatus.REJECTED
-    row.reasons = reasons_json
-    row.updated_at = utcnow()
-    event = new_event(EventType.SIGNAL_REJECTED, signal_id=row.signal_id, reasons=reasons_json)
-    add_event(session, event)
-    return event
 
 
 async def record_dead_letter(
