@@ -2,8 +2,8 @@
 
 A ``before_flush`` listener on the ORM session looks at new and changed :class:`Order` rows;
 an ``after_flush`` listener inserts their :class:`OrderStatusChange` rows in the same
-transaction. The few hot paths that
-change orders with Core statements instead of the ORM call :func:`record` themselves.
+transaction. The few hot paths that change orders with Core statements instead of the ORM
+call :func:`record` themselves.
 """
 
 from __future__ import annotations
