@@ -19,17 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from om_core.db.models import TradingStateRow
+from om_core.db.models import TradingStateRow, table
 from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, trading_state_payload
 from om_plugins.types import TradingState
 
-__all__ = ["TradingStatus", "get_state", "set_state"]
+__all__ = ["TradingStatus", "current_state", "get_state", "set_state"]
 
 _ROW_ID = 1
 
@@ -52,6 +54,15 @@ def _status(row: TradingStateRow | None, *, changed: bool = False) -> TradingSta
 
 async def get_state(session: AsyncSession) -> TradingStatus:
     return _status(await session.get(TradingStateRow, _ROW_ID))
+
+
+async def current_state(conn: AsyncConnection) -> TradingState:
+    """Just the state, in one Core statement (every batch of decisions reads it)."""
+    row = table(TradingStateRow)
+    state = (
+        await conn.execute(sa_select(row.c.state).where(row.c.id == _ROW_ID))
+    ).scalar_one_or_none()
+    return TradingState(state) if state is not None else TradingState.ACTIVE
 
 
 async def _locked_row(session: AsyncSession) -> TradingStateRow | None:

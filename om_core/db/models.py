@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -22,6 +22,7 @@ __all__ = [
     "SignalOrderRelationship",
     "SignalRecord",
     "TradingStateRow",
+    "table",
 ]
 
 # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
@@ -254,3 +255,8 @@ class OrderStatusChange(SQLModel, table=True):
     status: str = Field(max_length=32)
     filled_qty: Decimal = _money(default=Decimal(0))
     at: datetime = _ts()
+
+
+def table(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a model, for the hot paths that write without the ORM."""
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]

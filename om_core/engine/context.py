@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from om_core.db.models import Order, TradingStateRow
 from om_core.db.models import Position as PositionRow
-from om_core.db.session import AsyncSession
+from om_core.db.models import table
+from om_core.orders.rows import ORDERS
 from om_core.orders.status import OPEN
+from om_core.trading_state import current_state
 from om_plugins.exchange import ExchangeAdapter
 from om_plugins.types import (
     Balance,
@@ -34,16 +35,13 @@ __all__ = [
     "ContextBuilder",
     "DatabaseState",
     "MarketData",
-    "load_trading_state",
     "open_order",
 ]
 
-_POSITIONS: Table = PositionRow.__table__  # type: ignore[attr-defined]
-_ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
-_STATE: Table = TradingStateRow.__table__  # type: ignore[attr-defined]
+_POSITIONS = table(PositionRow)
 _OPEN = sorted(s.value for s in OPEN)
 _OPEN_COLUMNS = [
-    _ORDERS.c[name]
+    ORDERS.c[name]
     for name in (
         "client_order_id",
         "symbol",
@@ -113,8 +111,8 @@ class ContextBuilder:
         open_rows = (
             await conn.execute(
                 select(*_OPEN_COLUMNS)
-                .where(_ORDERS.c.symbol.in_(names), _ORDERS.c.status.in_(_OPEN))
-                .order_by(_ORDERS.c.id)
+                .where(ORDERS.c.symbol.in_(names), ORDERS.c.status.in_(_OPEN))
+                .order_by(ORDERS.c.id)
             )
         ).all()
         open_orders: dict[tuple[Category, str], list[OpenOrder]] = {key: [] for key in wanted}
@@ -124,26 +122,23 @@ class ContextBuilder:
                 open_orders[key].append(open_order(o))
         recent = dict.fromkeys(names, 0)
         counted = await conn.execute(
-            select(_ORDERS.c.symbol, func.count())
+            select(ORDERS.c.symbol, func.count())
             .where(
-                _ORDERS.c.symbol.in_(names),
-                _ORDERS.c.is_external.is_(False),
-                _ORDERS.c.created_at >= now - timedelta(seconds=60),
+                ORDERS.c.symbol.in_(names),
+                ORDERS.c.is_external.is_(False),
+                ORDERS.c.created_at >= now - timedelta(seconds=60),
             )
-            .group_by(_ORDERS.c.symbol)
+            .group_by(ORDERS.c.symbol)
         )
         for symbol, count in counted.all():
             recent[symbol] = int(count)
-        state = (
-            await conn.execute(select(_STATE.c.state).where(_STATE.c.id == 1))
-        ).scalar_one_or_none()
         return DatabaseState(
             now=now,
             positions=tuple(_position(r) for r in rows),
             prices={r.symbol: r.mark_price for r in rows if r.mark_price is not None},
             open_orders=open_orders,
             recent_order_count=recent,
-            trading_state=TradingState(state) if state is not None else TradingState.ACTIVE,
+            trading_state=await current_state(conn),
         )
 
 
@@ -214,8 +209,3 @@ def _position(row: Any) -> Position:
         fees_paid=row.fees_paid,
         position_idx=row.position_idx,
     )
-
-
-async def load_trading_state(session: AsyncSession) -> TradingState:
-    row = await session.get(TradingStateRow, 1)
-    return TradingState(row.state) if row is not None else TradingState.ACTIVE

@@ -118,15 +118,17 @@ class SignalProcessor:
         order, each seeing the intents of those before it, exactly as if each had its own
         transaction. The orders then go to the exchange at once.
         """
-        plans: dict[str, _Plan] = {}
-        # A duplicate is found under the lock below; exchange reads for one are wasted but
-        # harmless, and checking first would cost every signal a transaction.
-        for incoming, market in zip(
-            batch,
-            await asyncio.gather(*(self._market(i.signal) for i in batch)),
-            strict=True,
-        ):
-            plans.setdefault(incoming.signal.signal_id, _Plan(incoming, market))
+        # The first copy of each signal id; later copies in the batch are its duplicates.
+        first: dict[str, Incoming] = {}
+        for incoming in batch:
+            first.setdefault(incoming.signal.signal_id, incoming)
+        unique = list(first.values())
+        # A signal decided earlier is found under the lock below; exchange reads for it are
+        # wasted but harmless, and checking first would cost every signal a transaction.
+        markets = await asyncio.gather(*(self._market(i.signal) for i in unique))
+        plans = {
+            i.signal.signal_id: _Plan(i, market) for i, market in zip(unique, markets, strict=True)
+        }
         keys = {
             symbol_lock_key(p.incoming.signal.category.value, p.incoming.signal.symbol)
             for p in plans.values()
@@ -161,14 +163,10 @@ class SignalProcessor:
                 assert outcome is not None
             outcomes[signal_id] = outcome
         result = []
-        seen: set[str] = set()
         for incoming in batch:
-            signal_id = incoming.signal.signal_id
-            # The same id twice in one batch: the second copy is a duplicate of the first.
-            result.append(
-                outcomes[signal_id] if signal_id not in seen else _duplicate(outcomes[signal_id])
-            )
-            seen.add(signal_id)
+            outcome = outcomes[incoming.signal.signal_id]
+            is_first = first[incoming.signal.signal_id] is incoming
+            result.append(outcome if is_first else _duplicate(outcome))
         return result
 
     async def _market(self, signal: Signal) -> MarketData | Rejection:

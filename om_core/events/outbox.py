@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from om_core.db.models import OutboxEvent
+from om_core.db.models import OutboxEvent, table
 from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
 from om_core.events.payloads import dumps
@@ -15,7 +15,7 @@ from om_core.messaging.topology import ORDER_EVENTS_QUEUE
 
 __all__ = ["OUTBOX", "add_event", "insert_events"]
 
-OUTBOX: Table = OutboxEvent.__table__  # type: ignore[attr-defined]
+OUTBOX = table(OutboxEvent)
 
 
 def add_event(session: AsyncSession, event: dict[str, Any]) -> OutboxEvent:

@@ -12,16 +12,16 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, event, insert, inspect
+from sqlalchemy import event, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
-from om_core.db.models import Order, OrderStatusChange
+from om_core.db.models import Order, OrderStatusChange, table
 from om_core.db.types import utcnow
 
 __all__ = ["HISTORY", "install", "record"]
 
-HISTORY: Table = OrderStatusChange.__table__  # type: ignore[attr-defined]
+HISTORY = table(OrderStatusChange)
 
 
 def _changed(order: Order) -> bool:

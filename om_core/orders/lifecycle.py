@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Table, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
@@ -15,12 +15,10 @@ from om_core.events.outbox import add_event, insert_events
 from om_core.events.payloads import EventType, new_event, order_payload
 from om_core.orders.rows import accept_in_doubt
 from om_core.orders.status import IN_DOUBT, OrderStatus
-from om_core.signals.store import SignalStatus
+from om_core.signals.store import SIGNALS, SignalStatus
 from om_plugins.types import Rejection
 
 __all__ = ["accept_orders", "mark_accepted", "settle_signal"]
-
-_SIGNALS: Table = SignalRecord.__table__  # type: ignore[attr-defined]
 
 
 async def mark_accepted(
@@ -68,10 +66,10 @@ async def accept_orders(
     signal_ids = [row["signal_id"] for row in rows if row["signal_id"] is not None]
     if signal_ids:
         await conn.execute(
-            update(_SIGNALS)
+            update(SIGNALS)
             .where(
-                _SIGNALS.c.signal_id.in_(signal_ids),
-                _SIGNALS.c.status == SignalStatus.PROCESSING.value,
+                SIGNALS.c.signal_id.in_(signal_ids),
+                SIGNALS.c.status == SignalStatus.PROCESSING.value,
             )
             .values(status=SignalStatus.PLACED.value, updated_at=utcnow())
         )

@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import case, func, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from om_core.db.models import Order, SignalOrderRelationship
+from om_core.db.models import Order, SignalOrderRelationship, table
 from om_core.db.types import utcnow
 from om_core.orders import history
 from om_core.orders.status import IN_DOUBT, OrderStatus
 
 __all__ = ["ORDERS", "accept_in_doubt", "insert_intents"]
 
-ORDERS: Table = Order.__table__  # type: ignore[attr-defined]
-_RELATIONSHIPS: Table = SignalOrderRelationship.__table__  # type: ignore[attr-defined]
+ORDERS = table(Order)
+_RELATIONSHIPS = table(SignalOrderRelationship)
 _COLUMNS = [c.name for c in ORDERS.columns if c.name != "id"]
 _IN_DOUBT = [s.value for s in IN_DOUBT]
 
@@ -57,25 +57,23 @@ async def accept_in_doubt(
     """Move orders out of doubt: the exchange has them (``exchange_ids``: order id → the
     exchange's id). Returns the updated rows; an order not in doubt any more is left alone
     and missing from the result."""
+    values: dict[str, Any] = {
+        "status": (status or OrderStatus.SUBMITTED).value,
+        "updated_at": utcnow(),
+    }
+    given = {order_id: eid for order_id, eid in exchange_ids.items() if eid}
+    if given:
+        # An exchange id already known is kept; otherwise each order gets its own.
+        values["exchange_order_id"] = func.coalesce(
+            ORDERS.c.exchange_order_id, case(given, value=ORDERS.c.id, else_=None)
+        )
     result = await conn.execute(
         update(ORDERS)
         .where(ORDERS.c.id.in_(list(exchange_ids)), ORDERS.c.status.in_(_IN_DOUBT))
-        .values(status=(status or OrderStatus.SUBMITTED).value, updated_at=utcnow())
+        .values(**values)
         .returning(*ORDERS.c)
     )
     rows = [dict(row._mapping) for row in result.all()]
-    missing = []
-    for row in rows:
-        if row["exchange_order_id"] is None and exchange_ids[row["id"]]:
-            row["exchange_order_id"] = exchange_ids[row["id"]]
-            missing.append({"b_id": row["id"], "b_eid": row["exchange_order_id"]})
-    if missing:
-        await conn.execute(
-            update(ORDERS)
-            .where(ORDERS.c.id == bindparam("b_id"), ORDERS.c.exchange_order_id.is_(None))
-            .values(exchange_order_id=bindparam("b_eid")),
-            missing,
-        )
     await history.record(
         conn, [(row["client_order_id"], row["status"], row["filled_qty"]) for row in rows]
     )

@@ -8,11 +8,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
-from om_core.db.models import SignalRecord
+from om_core.db.models import SignalRecord, table
 from om_core.db.session import AsyncSession
 from om_core.db.types import utcnow
 from om_core.db.upsert import insert_unless_exists
@@ -29,7 +29,7 @@ __all__ = [
     "reject",
 ]
 
-SIGNALS: Table = SignalRecord.__table__  # type: ignore[attr-defined]
+SIGNALS = table(SignalRecord)
 
 
 class SignalStatus(StrEnum):

@@ -19,12 +19,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 from sqlmodel import col, select
 
 from om_core import faults
 from om_core.db.locks import RollBack, locked_transaction
-from om_core.db.models import Fill, Order, Position, PositionSnapshot, QuarantinedUpdate
+from om_core.db.models import (
+    Fill,
+    Order,
+    Position,
+    PositionSnapshot,
+    QuarantinedUpdate,
+    table,
+)
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.processor import symbol_lock_key
@@ -47,8 +54,8 @@ __all__ = ["Applied", "UpdateApplier"]
 
 log = logging.getLogger(__name__)
 
-_FILLS: Table = Fill.__table__  # type: ignore[attr-defined]
-_SNAPSHOTS: Table = PositionSnapshot.__table__  # type: ignore[attr-defined]
+_FILLS = table(Fill)
+_SNAPSHOTS = table(PositionSnapshot)
 
 
 @dataclass(frozen=True, slots=True)

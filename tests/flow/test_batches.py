@@ -67,6 +67,9 @@ async def test_each_decision_of_a_batch_sees_the_intents_before_it(
             (o.signal_id, o.id) for o in orders
         }
         assert sorted(stack.paper.create_calls) == sorted(o.client_order_id for o in orders)
+        # Accepted together, each with its own exchange id.
+        for o in orders:
+            assert o.exchange_order_id == stack.paper.orders[o.client_order_id].order_id
         kinds = sorted(e["event_type"] for e in await stack.events(5))
         assert kinds == ["order.created"] * 2 + ["signal.rejected"] * 3
         for row in [await stack.signal_row(f"b-{n}") for n in range(4)]:
