@@ -77,8 +77,9 @@ class _DryRun(RollBack):
 
 
 @dataclass(slots=True)
-class _Rows:
-    """Rows this transaction read already (locked), so a batch reads each one once."""
+class _Batch:
+    """One transaction's rows: those it read already (locked), so a batch reads each one
+    once, and those it will insert at the end."""
 
     by_link_id: dict[str, Order] = field(default_factory=dict)
     by_exchange_id: dict[str, Order] = field(default_factory=dict)
@@ -86,7 +87,7 @@ class _Rows:
     #: Fills added and not flushed yet: a query cannot see them.
     exec_ids: set[str] = field(default_factory=set)
     #: External orders recorded by this batch, until their first report is applied.
-    fresh_external: dict[str, bool] = field(default_factory=dict)
+    fresh_external: set[str] = field(default_factory=set)
     #: Rows to insert at the end, with one Core statement per table (the ORM would build
     #: an object for each): fills, position snapshots, outbox events.
     fills: list[dict[str, Any]] = field(default_factory=list)
@@ -135,7 +136,7 @@ class UpdateApplier:
         key = symbol_lock_key(report.category, report.symbol)
         try:
             async with locked_transaction(self._factory, key) as session:
-                rows = _Rows()
+                rows = _Batch()
                 result = await self._one(session, report, rows)
                 await rows.write(session)
                 if dry_run:
@@ -165,7 +166,7 @@ class UpdateApplier:
         return results
 
     async def _one(
-        self, session: AsyncSession, report: OrderReport | ExecutionReport, rows: _Rows
+        self, session: AsyncSession, report: OrderReport | ExecutionReport, rows: _Batch
     ) -> Applied:
         if isinstance(report, OrderReport):
             return await self._order_report(session, report, rows)
@@ -173,7 +174,7 @@ class UpdateApplier:
 
     # -- order topic: cumulative truth ---------------------------------------------------------
 
-    async def _order_report(self, session: AsyncSession, r: OrderReport, rows: _Rows) -> Applied:
+    async def _order_report(self, session: AsyncSession, r: OrderReport, rows: _Batch) -> Applied:
         reported = map_status(r.status, r.cum_exec_qty)
         order, external = await self._find_or_create(session, r.order_link_id, r.order_id, r, rows)
         if reported is None:
@@ -222,7 +223,7 @@ class UpdateApplier:
     # -- execution topic: one fill, identified by execId -----------------------------------------
 
     async def _execution_report(
-        self, session: AsyncSession, e: ExecutionReport, rows: _Rows
+        self, session: AsyncSession, e: ExecutionReport, rows: _Batch
     ) -> Applied:
         if e.exec_type not in {"Trade", "BustTrade"} and e.exec_type:
             return Applied("ignored", reason=f"execType {e.exec_type} moves no position")
@@ -268,7 +269,7 @@ class UpdateApplier:
         fill: _FillDelta | None,
         exchange_order_id: str,
         updated_ms: int | None,
-        rows: _Rows,
+        rows: _Batch,
     ) -> bool:
         before = OrderStatus(order.status)
         if exchange_order_id and not order.exchange_order_id:
@@ -341,13 +342,15 @@ class UpdateApplier:
         link_id: str,
         exchange_id: str,
         report: OrderReport | ExecutionReport,
-        rows: _Rows,
+        rows: _Batch,
     ) -> tuple[Order, bool]:
         order = rows.by_link_id.get(link_id) if link_id else None
         if order is None and exchange_id:
             order = rows.by_exchange_id.get(exchange_id)
         if order is not None:
-            return order, rows.fresh_external.pop(order.client_order_id, False)
+            fresh = order.client_order_id in rows.fresh_external
+            rows.fresh_external.discard(order.client_order_id)
+            return order, fresh
         if link_id:
             order = (
                 await session.exec(
@@ -397,9 +400,9 @@ async def _leave_doubt(session: AsyncSession, order: Order, exchange_order_id: s
 
 async def _prefetch(
     session: AsyncSession, reports: Sequence[OrderReport | ExecutionReport]
-) -> _Rows:
+) -> _Batch:
     """Read and lock, in two statements, the orders and positions a batch will touch."""
-    rows = _Rows()
+    rows = _Batch()
     link_ids = {r.order_link_id for r in reports if r.order_link_id}
     exchange_ids = {r.order_id for r in reports if r.order_id}
     found = (
@@ -437,12 +440,12 @@ async def _prefetch(
             unknown.setdefault(r.order_link_id or f"ext-{r.order_id}", r)
     if unknown:
         for order in await _create_external(session, list(unknown.values()), rows):
-            rows.fresh_external[order.client_order_id] = True
+            rows.fresh_external.add(order.client_order_id)
     return rows
 
 
 async def _create_external(
-    session: AsyncSession, reports: Sequence[OrderReport | ExecutionReport], rows: _Rows
+    session: AsyncSession, reports: Sequence[OrderReport | ExecutionReport], rows: _Batch
 ) -> list[Order]:
     """Record orders placed outside this service (one flush for all: their ids are needed)."""
     orders = [_external_order(r) for r in reports]

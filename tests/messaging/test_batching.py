@@ -29,6 +29,14 @@ class Recorder:
         return [DeadLetter("bad") if m.body == b"bad" else None for m in messages]
 
 
+async def busy(batcher: Batcher, recorder: Recorder) -> asyncio.Task[None]:
+    """Hold the batcher's only worker in a first batch; returns that message's handler."""
+    recorder.gate.clear()
+    first = asyncio.create_task(batcher(Message(b"0")))
+    await asyncio.wait_for(recorder.entered.wait(), 5)
+    return first
+
+
 async def test_a_lone_message_is_processed_alone_at_once() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch=10, name="t")
@@ -38,10 +46,8 @@ async def test_a_lone_message_is_processed_alone_at_once() -> None:
 
 async def test_messages_arriving_while_the_workers_are_busy_share_a_batch() -> None:
     recorder = Recorder()
-    recorder.gate.clear()
     batcher = Batcher(recorder, max_batch=3, name="t", concurrency=1)
-    first = asyncio.create_task(batcher(Message(b"0")))
-    await asyncio.wait_for(recorder.entered.wait(), 5)
+    first = await busy(batcher, recorder)
     rest = [asyncio.create_task(batcher(Message(str(n).encode()))) for n in range(1, 6)]
     await wait_for(lambda: batcher.waiting == 5, timeout=5)
     recorder.gate.set()
@@ -51,10 +57,8 @@ async def test_messages_arriving_while_the_workers_are_busy_share_a_batch() -> N
 
 async def test_each_message_gets_its_own_outcome() -> None:
     recorder = Recorder()
-    recorder.gate.clear()
     batcher = Batcher(recorder, max_batch=10, name="t", concurrency=1)
-    blocker = asyncio.create_task(batcher(Message(b"first")))
-    await asyncio.wait_for(recorder.entered.wait(), 5)
+    blocker = await busy(batcher, recorder)
     good = asyncio.create_task(batcher(Message(b"good")))
     bad = asyncio.create_task(batcher(Message(b"bad")))
     await wait_for(lambda: batcher.waiting == 2, timeout=5)
