@@ -18,17 +18,22 @@ import aio_pika
 import asyncpg
 
 from bench.common import CpuMeter, line, machine, percentiles, pg_database, publisher, vhost
+from om_core.config import Settings
 from om_core.db import migrate
 
 IN, OUT = "floor.signals", "floor.events"
+#: The floor consumes with the service's default prefetch (it makes no difference to it).
+SERVICE_PREFETCH: int = Settings.model_fields["prefetch"].default
 
 
-async def floor(dsn: str, amqp_url: str, count: int) -> dict[str, float]:
+async def floor(
+    dsn: str, amqp_url: str, count: int, prefetch: int = SERVICE_PREFETCH
+) -> dict[str, float]:
     await migrate.upgrade(dsn.replace("postgresql://", "postgresql+asyncpg://"))
     pool = await asyncpg.create_pool(dsn, min_size=4, max_size=10)
     conn = await aio_pika.connect_robust(amqp_url)
     consume_ch = await conn.channel()
-    await consume_ch.set_qos(prefetch_count=64)
+    await consume_ch.set_qos(prefetch_count=prefetch)
     publish_ch = await conn.channel(publisher_confirms=True)
     args = {"x-queue-type": "quorum"}
     in_q = await consume_ch.declare_queue(IN, durable=True, arguments=args)

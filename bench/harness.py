@@ -1,7 +1,11 @@
-"""Run the real service in-process for a benchmark, with timing taps at its edges."""
+"""Run the real service in-process for a benchmark, with timing taps at its edges (and, on
+request, more instances of it as ``om run`` processes beside it)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -29,16 +33,23 @@ class Taps:
 
 @asynccontextmanager
 async def service(
-    db_url: str, broker_url: str, extra_env: Mapping[str, str] | None = None
+    db_url: str,
+    broker_url: str,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    instances: int = 1,
 ) -> AsyncIterator[tuple[Service, Taps, MessageBus]]:
     """A started service with taps on message receipt and exchange send, and a second bus
-    connection (the same in-process bus for memory://) for publishing and listening."""
+    connection (the same in-process bus for memory://) for publishing and listening.
+
+    ``instances`` > 1 adds ``om run`` processes on the same database and broker, consuming
+    the same queues: the way a deployment uses more cores. Only the in-process instance has
+    taps, so the internal times are those of the signals it took."""
     env = {
         "OM_DATABASE_URL": db_url,
         "OM_BROKER_URL": broker_url,
         "OM_DB_AUTO_MIGRATE": "true",
         "OM_API_ENABLED": "false",
-        "OM_PREFETCH": "64",
         "OM_LOG_LEVEL": "WARNING",
         "OM_PLUGIN_PAPER_RANDOM_WALK": "false",
         "OM_PLUGIN_PAPER_INITIAL_BALANCE": "1000000000",
@@ -66,9 +77,10 @@ async def service(
         await svc.signal_handler(message)
 
     consumers = [
-        await svc.bus.consume(ORDER_UPDATES_QUEUE, svc.update_handler, prefetch=64),
-        await svc.bus.consume(SIGNALS_QUEUE, timed_handle, prefetch=64),
+        await svc.bus.consume(ORDER_UPDATES_QUEUE, svc.update_handler, prefetch=settings.prefetch),
+        await svc.bus.consume(SIGNALS_QUEUE, timed_handle, prefetch=settings.prefetch),
     ]
+    others = [await _instance(env) for _ in range(instances - 1)]
     other = svc.bus if broker_url.startswith("memory") else create_bus(broker_url)
     if other is not svc.bus:
         await other.start()
@@ -88,4 +100,26 @@ async def service(
             await consumer.stop(5)
         if other is not svc.bus:
             await other.close()
+        for process in others:
+            process.terminate()
+        for process in others:
+            await process.wait()
         await svc.stop()
+
+
+async def _instance(env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    """``om run`` with ``env``, once it consumes (it prints its banner then)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "om_core.cli",
+        "run",
+        env={**os.environ, **env, "OM_DB_AUTO_MIGRATE": "false"},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(60):
+        while not (await process.stdout.readline()).strip().startswith(b"Order Manager"):
+            if process.returncode is not None:
+                raise RuntimeError("an extra service instance did not start")
+    return process

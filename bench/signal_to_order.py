@@ -29,9 +29,9 @@ QTY = {"BTCUSDT": "0.001", "ETHUSDT": "0.01", "SOLUSDT": "0.1"}
 
 
 async def one_rate(
-    db_url: str, broker_url: str, rate: float | None, count: int
+    db_url: str, broker_url: str, rate: float | None, count: int, instances: int = 1
 ) -> dict[str, float]:
-    async with service(db_url, broker_url) as (_svc, taps, bus):
+    async with service(db_url, broker_url, instances=instances) as (_svc, taps, bus):
         run = uuid.uuid4().hex[:6]
         published: dict[str, float] = {}
         meter = CpuMeter()
@@ -82,7 +82,15 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--rates", default="50,200,1000,burst")
     parser.add_argument("--embedded", action="store_true", help="SQLite + in-process bus")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="service instances (the extra ones as `om run` processes; not with --embedded)",
+    )
     args = parser.parse_args()
+    if args.embedded and args.instances != 1:
+        parser.error("--instances needs the servers: the embedded defaults are one process")
     rates = [None if r == "burst" else float(r) for r in args.rates.split(",")]
     print(f"machine: {machine()}")
     results = {}
@@ -95,11 +103,12 @@ async def main() -> None:
                 stats = await one_rate(url, "memory://", rate, count)
         else:
             async with pg_database() as (db_url, _), vhost() as amqp:
-                stats = await one_rate(db_url, amqp, rate, count)
+                stats = await one_rate(db_url, amqp, rate, count, args.instances)
         results[label] = stats
         print(
             line(
-                f"signal→order {'embedded' if args.embedded else 'rabbitmq+postgres'} {label}",
+                f"signal→order {'embedded' if args.embedded else 'rabbitmq+postgres'}"
+                f"{f' ×{args.instances}' if args.instances > 1 else ''} {label}",
                 stats,
             ),
             flush=True,

@@ -105,8 +105,10 @@ class Settings(BaseSettings):
 
     #: Signals older than this (by ``created_at`` or first receipt) are rejected as stale.
     max_signal_age_seconds: float = Field(default=60.0, gt=0)
-    #: Messages a consumer holds unacknowledged at once.
-    prefetch: int = Field(default=32, ge=1, le=2000)
+    #: Messages a consumer holds unacknowledged at once. Under load this bounds the batches:
+    #: four batches of up to ``signal_batch`` in progress, and the next ones waiting, need
+    #: about 8 × 32 (a burst ran at 120 signals/s with 64, 220/s with 256: bench/README.md).
+    prefetch: int = Field(default=256, ge=1, le=2000)
     #: RabbitMQ queue type for the queues this service declares.
     queue_type: Literal["quorum", "classic"] = "quorum"
     #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.

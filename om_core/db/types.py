@@ -54,12 +54,30 @@ class DecimalType(TypeDecorator[Decimal]):
         return strip_zeros(result)
 
 
+#: strip_zeros results by value: the same quantities and prices come back on every read,
+#: and the exact-context arithmetic costs ~15x a lookup. Equal non-zero decimals strip to
+#: the same digits, so a value may stand for any equal one; zero keeps its sign apart.
+_STRIPPED: dict[Decimal, Decimal] = {}
+_STRIPPED_MAX = 8192
+
+
 def strip_zeros(value: Decimal) -> Decimal:
     """Drop trailing zeros (NUMERIC pads to the scale) without losing a digit.
 
     Decimal arithmetic rounds to the context precision (28 digits by default) but the
     column holds 38, so the context is sized to the value.
     """
+    if not value or not value.is_finite():
+        return _strip(value)
+    stripped = _STRIPPED.get(value)
+    if stripped is None:
+        if len(_STRIPPED) >= _STRIPPED_MAX:
+            _STRIPPED.clear()
+        stripped = _STRIPPED[value] = _strip(value)
+    return stripped
+
+
+def _strip(value: Decimal) -> Decimal:
     _sign, digits, exponent = value.as_tuple()
     if not isinstance(exponent, int):
         return value

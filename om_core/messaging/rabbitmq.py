@@ -30,7 +30,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
@@ -40,7 +40,6 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
     DeliveryMode,
-    HeadersType,
 )
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
@@ -51,6 +50,7 @@ from aio_pika.exceptions import (
     DeliveryError,
 )
 from aio_pika.exceptions import PublishError as ReturnedError
+from pamqp.commands import Basic
 
 from om_core import faults
 from om_core.config import mask_url
@@ -74,6 +74,7 @@ __all__ = ["QUEUE_TYPES", "RabbitBus", "queue_arguments"]
 
 log = logging.getLogger(__name__)
 
+
 QUEUE_TYPES = ("quorum", "classic")
 #: Set by quorum queues on redelivery.
 BROKER_COUNT_HEADER = "x-delivery-count"
@@ -82,6 +83,7 @@ OWN_COUNT_HEADER = "x-om-delivery-count"
 _COUNT_HEADERS = (BROKER_COUNT_HEADER, OWN_COUNT_HEADER)
 #: Bounds a broker call that cannot make progress while the connection is being restored.
 _CONTROL_TIMEOUT = 10.0
+_PERSISTENT = int(DeliveryMode.PERSISTENT)
 
 
 def queue_arguments(queue: str, *, queue_type: str, delivery_limit: int) -> dict[str, Any]:
@@ -199,25 +201,31 @@ class RabbitBus(MessageBus):
         headers: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> None:
-        message = aio_pika.Message(
-            body,
-            headers=cast(HeadersType, dict(headers or {})),
+        properties = Basic.Properties(
+            headers=dict(headers or {}),
             content_type=content_type,
-            delivery_mode=DeliveryMode.PERSISTENT,
+            delivery_mode=_PERSISTENT,
             message_id=message_id or uuid.uuid4().hex,
-            type=type,
+            message_type=type,
             correlation_id=correlation_id,
         )
-        await self._publish(queue, message)
+        await self._publish(queue, body, properties)
 
-    async def _publish(self, queue: str, message: aio_pika.Message) -> None:
+    async def _publish(self, queue: str, body: bytes, properties: Basic.Properties) -> None:
         publisher = self._publisher
         if publisher is None:
             raise PublishError(f"cannot publish to {queue!r}: the bus is not started")
         try:
             # Also bounds the wait for a connection being restored, which has no timeout.
             async with asyncio.timeout(self.publish_timeout):
-                await publisher.default_exchange.publish(message, routing_key=queue)
+                if publisher.is_closed:
+                    raise ChannelInvalidStateError(f"{publisher!r} closed")
+                # The channel's own publish, as aio-pika's Exchange.publish calls it, without
+                # building an aio_pika.Message first: a third of the cost of a publish.
+                channel = await publisher.get_underlay_channel()
+                await channel.basic_publish(
+                    body, exchange="", routing_key=queue, properties=properties, mandatory=True
+                )
         except ReturnedError as exc:
             raise PublishError(f"no queue {queue!r}: message returned unroutable") from exc
         except DeliveryError as exc:
@@ -330,7 +338,7 @@ class RabbitBus(MessageBus):
         headers: dict[str, Any],
     ) -> None:
         try:
-            await self._publish(target, _copy(incoming, headers))
+            await self._publish(target, incoming.body, _copy(incoming, headers))
         except PublishError:
             log.exception(
                 "cannot move message %s from %s to %s; returning it to %s",
@@ -483,20 +491,20 @@ async def _nack(queue: str, incoming: AbstractIncomingMessage) -> None:
         log.warning("cannot requeue message %s from %s: %r", incoming.message_id, queue, exc)
 
 
-def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    """The message as received, with ``headers``; no expiry or user id, which could drop it."""
-    return aio_pika.Message(
-        incoming.body,
-        headers=cast(HeadersType, headers),
+def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> Basic.Properties:
+    """The properties of the message as received, with ``headers``; no expiry or user id,
+    which could drop it."""
+    return Basic.Properties(
+        headers=headers,
         content_type=incoming.content_type,
         content_encoding=incoming.content_encoding,
-        delivery_mode=DeliveryMode.PERSISTENT,
+        delivery_mode=_PERSISTENT,
         priority=incoming.priority,
         correlation_id=incoming.correlation_id,
         reply_to=incoming.reply_to,
         message_id=incoming.message_id,
         timestamp=incoming.timestamp,
-        type=incoming.type,
+        message_type=incoming.type,
         app_id=incoming.app_id,
     )
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from om_core.db.migrate import upgrade
 from om_core.db.models import Fill, Order, SignalRecord
 from om_core.db.session import SessionFactory, create_engine, create_session_factory
+from om_core.db.types import strip_zeros
 
 
 @pytest.fixture
@@ -157,3 +160,28 @@ async def test_different_client_order_ids_are_both_kept(sessions: SessionFactory
     async with sessions() as session:
         count = await session.scalar(sa.select(sa.func.count()).select_from(Order))
     assert count == 2
+
+
+@given(
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=18, min_value=-(10**20), max_value=10**20
+    )
+)
+def test_stripping_zeros_gives_the_same_digits_whatever_was_stripped_before(
+    value: Decimal,
+) -> None:
+    # strip_zeros remembers results by value; an equal value with other trailing zeros (or a
+    # zero of the other sign) must still get its own exact, shortest form.
+    padded = value.quantize(Decimal("1E-18"), context=Context(prec=60))
+    for candidate in (padded, value, -value):
+        expected = _reference_strip(candidate)
+        got = strip_zeros(candidate)
+        assert (str(got), got.is_signed()) == (str(expected), expected.is_signed())
+
+
+def _reference_strip(value: Decimal) -> Decimal:
+    """Trailing zeros dropped by string surgery, independently of the implementation."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return Decimal(text)
