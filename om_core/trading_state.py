@@ -56,12 +56,13 @@ async def get_state(session: AsyncSession) -> TradingStatus:
     return _status(await session.get(TradingStateRow, _ROW_ID))
 
 
+_STATE = table(TradingStateRow)
+_CURRENT = sa_select(_STATE.c.state).where(_STATE.c.id == _ROW_ID)
+
+
 async def current_state(conn: AsyncConnection) -> TradingState:
-    """Just the state, in one Core statement (every batch of decisions reads it)."""
-    row = table(TradingStateRow)
-    state = (
-        await conn.execute(sa_select(row.c.state).where(row.c.id == _ROW_ID))
-    ).scalar_one_or_none()
+    """Just the state, in one Core statement built once (every batch of decisions reads it)."""
+    state = (await conn.execute(_CURRENT)).scalar_one_or_none()
     return TradingState(state) if state is not None else TradingState.ACTIVE
 
 

@@ -29,6 +29,8 @@ _LOCK_MANY = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) k"
 )
 
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))")
+
 _local_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
@@ -78,7 +80,5 @@ async def try_xact_lock(session: AsyncSession, key: str) -> bool:
     if not _is_postgres(session):
         return True
     conn = await session.connection()
-    result = await conn.execute(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-    )
+    result = await conn.execute(_TRY_LOCK, {"key": key})
     return bool(result.scalar())

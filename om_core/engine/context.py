@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from om_core.db.models import Position as PositionRow
@@ -54,6 +54,27 @@ _OPEN_COLUMNS = [
         "reduce_only",
     )
 ]
+
+
+# Built once: every batch of decisions runs them (see ContextBuilder.read).
+_ALL_POSITIONS = select(_POSITIONS)
+_OPEN_ORDERS = (
+    select(*_OPEN_COLUMNS)
+    .where(
+        ORDERS.c.symbol.in_(bindparam("symbols", expanding=True)),
+        ORDERS.c.status.in_(_OPEN),
+    )
+    .order_by(ORDERS.c.id)
+)
+_RECENT_ORDERS = (
+    select(ORDERS.c.symbol, func.count())
+    .where(
+        ORDERS.c.symbol.in_(bindparam("symbols", expanding=True)),
+        ORDERS.c.is_external.is_(False),
+        ORDERS.c.created_at >= bindparam("since"),
+    )
+    .group_by(ORDERS.c.symbol)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,28 +128,16 @@ class ContextBuilder:
         wanted = set(symbols)
         names = sorted({symbol for _, symbol in wanted})
         # Filtered here, not in SQL: SQLite keeps decimals as text, where "0.0" != "0".
-        rows = [r for r in (await conn.execute(select(_POSITIONS))).all() if r.size]
-        open_rows = (
-            await conn.execute(
-                select(*_OPEN_COLUMNS)
-                .where(ORDERS.c.symbol.in_(names), ORDERS.c.status.in_(_OPEN))
-                .order_by(ORDERS.c.id)
-            )
-        ).all()
+        rows = [r for r in (await conn.execute(_ALL_POSITIONS)).all() if r.size]
+        open_rows = (await conn.execute(_OPEN_ORDERS, {"symbols": names})).all()
         open_orders: dict[tuple[Category, str], list[OpenOrder]] = {key: [] for key in wanted}
         for o in open_rows:
-            key = (Category(o.category), o.symbol)
+            key = (_CATEGORIES[o.category], o.symbol)
             if key in open_orders:
                 open_orders[key].append(open_order(o))
         recent = dict.fromkeys(names, 0)
         counted = await conn.execute(
-            select(ORDERS.c.symbol, func.count())
-            .where(
-                ORDERS.c.symbol.in_(names),
-                ORDERS.c.is_external.is_(False),
-                ORDERS.c.created_at >= now - timedelta(seconds=60),
-            )
-            .group_by(ORDERS.c.symbol)
+            _RECENT_ORDERS, {"symbols": names, "since": now - timedelta(seconds=60)}
         )
         for symbol, count in counted.all():
             recent[symbol] = int(count)
@@ -184,13 +193,19 @@ class DatabaseState:
         self.recent_order_count[order.symbol] = self.recent_order_count.get(order.symbol, 0) + 1
 
 
+#: Enum members by value: a batch converts every open order of its symbols, and a dict
+#: lookup costs a fraction of an Enum call.
+_CATEGORIES = {c.value: c for c in Category}
+_SIDES = {s.value: s for s in Side}
+
+
 def open_order(row: Any) -> OpenOrder:
-    """An ``orders`` row (Core row or ORM object) as decisions see it."""
+    """An ``orders`` row (Core row, ORM object or intent) as decisions see it."""
     return OpenOrder(
         client_order_id=row.client_order_id,
         symbol=row.symbol,
-        category=Category(row.category),
-        side=Side(row.side),
+        category=_CATEGORIES[row.category],
+        side=_SIDES[row.side],
         qty=row.qty,
         filled_qty=row.filled_qty,
         price=row.price,

@@ -29,6 +29,7 @@ from om_core.db.types import utcnow
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
 from om_core.orders.lifecycle import accept_orders, mark_accepted, settle_signal
+from om_core.orders.rows import Intent
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.trading_state import set_state
 from om_plugins.errors import (
@@ -62,7 +63,7 @@ class _Again:
 _AGAIN = _Again()
 
 
-def request_for(order: Order) -> OrderRequest:
+def request_for(order: Order | Intent) -> OrderRequest:
     return OrderRequest(
         client_order_id=order.client_order_id,
         symbol=order.symbol,
@@ -109,27 +110,14 @@ class OrderExecutor:
 
     # -- placing ---------------------------------------------------------------------------
 
-    async def submit(self, order_id: int, *, fresh: Order | None = None) -> OrderStatus | None:
-        """Send the order (intent already committed) and commit what the exchange said.
+    async def submit_many(self, fresh: Sequence[Intent]) -> list[OrderStatus | None]:
+        """Send intents just committed together (their first attempt recorded with them, their
+        signals just checked for age) and commit what the exchange said.
 
-        ``fresh`` is the intent just committed by the caller, with its first attempt already
-        recorded in it and its signal just checked for age: it saves three round trips.
-        Returns the order's status once the exchange accepted it, ``None`` otherwise
-        (rejected, in doubt, or handled elsewhere: the database tells).
+        The exchange calls go out at once, and the answers that accepted an order are
+        committed in one transaction. Returns each order's status once the exchange accepted
+        it, ``None`` otherwise (rejected, in doubt, or handled elsewhere: the database tells).
         """
-        if fresh is not None:
-            return (await self.submit_many([fresh]))[0]
-        if order_id in self._in_flight:
-            return None
-        self._in_flight.add(order_id)
-        try:
-            return await self._submit(order_id)
-        finally:
-            self._in_flight.discard(order_id)
-
-    async def submit_many(self, fresh: Sequence[Order]) -> list[OrderStatus | None]:
-        """:meth:`submit` for intents just committed together: the exchange calls go out at
-        once, and the answers that accepted an order are committed in one transaction."""
         mine = [o for o in fresh if o.id is not None and o.id not in self._in_flight]
         ids = [o.id for o in mine if o.id is not None]
         self._in_flight.update(ids)
@@ -187,7 +175,7 @@ class OrderExecutor:
             faults.checkpoint("exchange.result_committed")
             return status
 
-    async def _attempt(self, order: Order, delay: float) -> PlacedOrder | _Again | None:
+    async def _attempt(self, order: Order | Intent, delay: float) -> PlacedOrder | _Again | None:
         """One create call, its attempt recorded already. The exchange's order when it was
         accepted; ``_AGAIN`` when the exchange was certainly not reached and the attempt is to
         be repeated (after a pause, taken here); ``None`` when the outcome was handled."""

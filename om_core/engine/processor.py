@@ -24,7 +24,7 @@ from om_core.db.types import utcnow
 from om_core.engine.context import ContextBuilder, MarketData, open_order
 from om_core.engine.executor import OrderExecutor
 from om_core.orders.client_id import client_order_id
-from om_core.orders.rows import insert_intents
+from om_core.orders.rows import Intent, insert_intents
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.plugins.facade import PluginHooks
 from om_core.signals import store
@@ -79,7 +79,7 @@ class _Plan:
     row_id: int | None = None
     born: datetime | None = None
     undecided: bool = False
-    order: Order | None = None
+    order: Intent | None = None
     rejection: list[Rejection] | None = None
     resolve: list[int] = field(default_factory=list)
     outcome: SignalOutcome | None = None
@@ -151,7 +151,9 @@ class SignalProcessor:
                 else:
                     await self._known(session, plan)
             await self._decide_all(conn, [p for p in plans.values() if p.undecided])
-        self._on_committed()
+        if any(p.rejection is not None for p in plans.values()):
+            # Only rejections write events here; a relay pass for nothing costs a transaction.
+            self._on_committed()
         await self._place([p for p in plans.values() if p.order is not None])
         outcomes: dict[str, SignalOutcome] = {}
         for signal_id, plan in plans.items():
@@ -233,10 +235,7 @@ class SignalProcessor:
             if isinstance(decision, list):
                 plan.rejection = decision
                 continue
-            order = self._intent(decision, signal)
-            # The first attempt is recorded with the intent: one commit, not two.
-            order.submit_attempts = 1
-            order.submitted_at = now
+            order = self._intent(decision, signal, now)
             plan.order = order
             state.add_intent(open_order(order))
         await insert_intents(conn, [p.order for p in plans if p.order is not None])
@@ -303,8 +302,8 @@ class SignalProcessor:
             return problems
         return self._hooks.check_order(proposed, signal, ctx) or proposed
 
-    def _intent(self, order: ProposedOrder, signal: Signal) -> Order:
-        return Order(
+    def _intent(self, order: ProposedOrder, signal: Signal, now: datetime) -> Intent:
+        return Intent(
             client_order_id=client_order_id(signal.signal_id, order.leg),
             signal_id=signal.signal_id,
             leg=order.leg,
@@ -321,7 +320,7 @@ class SignalProcessor:
             position_idx=order.position_idx,
             take_profit=order.take_profit,
             stop_loss=order.stop_loss,
-            status=OrderStatus.PENDING_SUBMIT,
+            submitted_at=now,
         )
 
     async def outcome(self, signal_id: str) -> SignalOutcome | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
@@ -19,6 +19,15 @@ from om_core.signals.store import SIGNALS, SignalStatus
 from om_plugins.types import Rejection
 
 __all__ = ["accept_orders", "mark_accepted", "settle_signal"]
+
+_PLACED = (
+    update(SIGNALS)
+    .where(
+        SIGNALS.c.signal_id.in_(bindparam("signal_ids", expanding=True)),
+        SIGNALS.c.status == SignalStatus.PROCESSING.value,
+    )
+    .values(status=SignalStatus.PLACED.value, updated_at=bindparam("now"))
+)
 
 
 async def mark_accepted(
@@ -65,14 +74,7 @@ async def accept_orders(
     )
     signal_ids = [row["signal_id"] for row in rows if row["signal_id"] is not None]
     if signal_ids:
-        await conn.execute(
-            update(SIGNALS)
-            .where(
-                SIGNALS.c.signal_id.in_(signal_ids),
-                SIGNALS.c.status == SignalStatus.PROCESSING.value,
-            )
-            .values(status=SignalStatus.PLACED.value, updated_at=utcnow())
-        )
+        await conn.execute(_PLACED, {"signal_ids": signal_ids, "now": utcnow()})
     return {row["id"]: OrderStatus(row["status"]) for row in rows}
 
 

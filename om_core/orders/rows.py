@@ -8,6 +8,9 @@ and record the orders' history themselves (the history listener only sees ORM fl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, func, insert, update
@@ -18,35 +21,87 @@ from om_core.db.types import utcnow
 from om_core.orders import history
 from om_core.orders.status import IN_DOUBT, OrderStatus
 
-__all__ = ["ORDERS", "accept_in_doubt", "insert_intents"]
+__all__ = ["ORDERS", "Intent", "accept_in_doubt", "insert_intents"]
 
 ORDERS = table(Order)
 _RELATIONSHIPS = table(SignalOrderRelationship)
-_COLUMNS = [c.name for c in ORDERS.columns if c.name != "id"]
+#: What a new order row holds besides its intent's fields: what an ``Order`` defaults to.
+_NEW_ORDER: dict[str, Any] = {
+    "exchange_order_id": None,
+    "cum_exec_value": Decimal(0),
+    "cum_fee": Decimal(0),
+    "avg_fill_price": None,
+    "reject_code": None,
+    "reject_reason": None,
+    "is_external": False,
+    "lookup_misses": 0,
+    "exchange_updated_ms": None,
+}
 _IN_DOUBT = [s.value for s in IN_DOUBT]
 
 
-async def insert_intents(conn: AsyncConnection, orders: Sequence[Order]) -> None:
+@dataclass(slots=True)
+class Intent:
+    """An order just decided, as :func:`insert_intents` writes it and placement reads it.
+
+    Not an ``Order``: building that ORM object costs ~0.16 ms (every field passes through
+    pydantic and SQLAlchemy), a fifth of a decision in a batch. ``id`` is set once inserted.
+    """
+
+    client_order_id: str
+    signal_id: str
+    leg: int
+    exchange: str
+    category: str
+    symbol: str
+    side: str
+    order_type: str
+    time_in_force: str | None
+    qty: Decimal
+    price: Decimal | None
+    reference_price: Decimal | None
+    reduce_only: bool
+    position_idx: int
+    take_profit: Decimal | None
+    stop_loss: Decimal | None
+    #: The first attempt is recorded with the intent: one commit, not two.
+    submitted_at: datetime
+    submit_attempts: int = 1
+    status: str = OrderStatus.PENDING_SUBMIT.value
+    filled_qty: Decimal = Decimal(0)
+    id: int | None = None
+
+
+_INTENT_FIELDS = [f.name for f in fields(Intent) if f.name != "id"]
+
+
+async def insert_intents(conn: AsyncConnection, intents: Sequence[Intent]) -> None:
     """Insert intent rows with their signal relationships and first history rows; sets
-    each ``order.id``."""
-    if not orders:
+    each ``intent.id``."""
+    if not intents:
         return
+    now = utcnow()
+    rows = [
+        {
+            **{name: getattr(i, name) for name in _INTENT_FIELDS},
+            **_NEW_ORDER,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in intents
+    ]
     result = await conn.execute(
-        insert(ORDERS).returning(ORDERS.c.id, ORDERS.c.client_order_id),
-        [{name: getattr(order, name) for name in _COLUMNS} for order in orders],
+        insert(ORDERS).returning(ORDERS.c.id, ORDERS.c.client_order_id), rows
     )
     ids = {client_id: int(order_id) for order_id, client_id in result.all()}
-    for order in orders:
-        order.id = ids[order.client_order_id]
-    now = utcnow()
+    for intent in intents:
+        intent.id = ids[intent.client_order_id]
     links = [
-        {"signal_id": o.signal_id, "order_id": o.id, "leg": o.leg, "created_at": now}
-        for o in orders
-        if o.signal_id is not None
+        {"signal_id": i.signal_id, "order_id": i.id, "leg": i.leg, "created_at": now}
+        for i in intents
     ]
-    if links:
-        await conn.execute(insert(_RELATIONSHIPS), links)
-    await history.record(conn, [(o.client_order_id, o.status, o.filled_qty) for o in orders])
+    await conn.execute(insert(_RELATIONSHIPS), links)
+    await history.record(conn, [(i.client_order_id, i.status, i.filled_qty) for i in intents])
 
 
 async def accept_in_doubt(

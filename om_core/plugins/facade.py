@@ -140,6 +140,11 @@ class PluginHooks:
 
     # -- reporting -------------------------------------------------------------------------
 
+    @property
+    def observes_order_events(self) -> bool:
+        """Whether any plugin implements ``om_order_event`` (so events need decoding)."""
+        return bool(self.pm.hook.om_order_event.get_hookimpls())
+
     def order_event(self, event: Mapping[str, Any]) -> None:
         for impl in reversed(self.pm.hook.om_order_event.get_hookimpls()):
             try:

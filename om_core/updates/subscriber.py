@@ -36,7 +36,9 @@ class EventSubscriber:
         await self.process_bytes(message.body)
 
     async def handle_batch(self, messages: Sequence[Message]) -> list[BaseException | None]:
-        """Messages that arrived together: their reports in one transaction when possible.
+        """Messages that arrived together: their reports in one transaction when possible
+        (also the several reports of one message: Bybit pushes orders that changed at once
+        together).
 
         Returns, per message, ``None`` or the exception :meth:`handle` would have raised: a
         batch that fails for any reason but a transient one is applied again message by
@@ -51,7 +53,7 @@ class EventSubscriber:
                 log.warning("dead-lettering an order update: %s", exc)
                 outcomes[index] = DeadLetter(f"invalid order update: {exc}")
         reports = [r for _, rs in parsed for r in rs if not isinstance(r, ControlMessage)]
-        together = len(parsed) > 1 and all(
+        together = len(reports) > 1 and all(
             not isinstance(r, ControlMessage) for _, rs in parsed for r in rs
         )
         if together:

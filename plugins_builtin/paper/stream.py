@@ -8,6 +8,7 @@ WS-Gateway forwarding Bybit's stream would: ``{"id", "topic": "order", "creation
 from __future__ import annotations
 
 import decimal
+import itertools
 import logging
 import time
 import uuid
@@ -145,14 +146,22 @@ def to_exchange_order(order: PaperOrder) -> ExchangeOrder:
     )
 
 
+#: Most order updates the paper exchange puts in one stream message.
+MAX_ITEMS = 50
+
+
 class OrderStream:
-    """Publishes order updates one at a time, in the order the state changes happened.
+    """Publishes order updates in the order the state changes happened.
 
     State changes only *queue* a snapshot (:meth:`report`), synchronously, so a snapshot
     always follows the change it describes; :meth:`flush` then sends the queue. Only one
     flush sends at a time — a flush started while another is sending returns at once and
     the running one delivers its messages too, so no message overtakes an earlier one and a
     publisher that calls back into the exchange cannot deadlock.
+
+    Changes queued while a publish awaits its confirm go out together in the next message,
+    as Bybit pushes several orders in one message (``data`` is a list; at most
+    :data:`MAX_ITEMS` here).
 
     A publish that raises is logged and the message dropped: the exchange's own state is
     already correct and the engine reconciles by looking orders up. A flush that is
@@ -184,16 +193,20 @@ class OrderStream:
         self._flushing = True
         try:
             while self._pending:
-                message = self._pending[0]
+                queued = list(itertools.islice(self._pending, MAX_ITEMS))
+                message = queued[0]
+                if len(queued) > 1:
+                    message = {**message, "data": [item for m in queued for item in m["data"]]}
                 try:
                     await self._publish(message)
                 except Exception:
-                    item = message["data"][0]
                     logger.exception(
-                        "paper exchange: publishing the %s update of order %s failed; dropped",
-                        item["orderStatus"],
-                        item["orderLinkId"],
+                        "paper exchange: publishing updates of orders %s failed; dropped",
+                        ", ".join(
+                            f"{i['orderLinkId']} ({i['orderStatus']})" for i in message["data"]
+                        ),
                     )
-                self._pending.popleft()
+                for _ in queued:
+                    self._pending.popleft()
         finally:
             self._flushing = False

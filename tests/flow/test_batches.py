@@ -8,11 +8,13 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlmodel import col, select
 
 from om_core.db.models import Fill, Order, SignalOrderRelationship
 from om_core.db.types import utcnow
 from om_core.engine.processor import Incoming
+from om_core.messaging.base import Message
 from om_core.signals.contract import parse_signal
 from om_core.updates.parse import ExecutionReport, OrderReport, parse_updates
 from tests.flow.bybit_messages import example, order_object, stream
@@ -138,6 +140,41 @@ async def test_reports_of_one_order_in_one_batch_apply_in_order(urls: tuple[str,
         async with stack.service.sessions() as session:
             fills = (await session.exec(select(Fill).order_by(col(Fill.id)))).all()
         assert [f.qty for f in fills] == [Decimal("0.004"), Decimal("0.006")]
+
+
+async def test_the_reports_of_one_message_apply_in_one_transaction(
+    urls: tuple[str, str],
+) -> None:
+    # Bybit (and the paper exchange) push orders that changed together in one message.
+    async with running(*urls) as stack:
+        order = await resting_order(stack, "rb-2")
+        cid, oid = order.client_order_id, order.exchange_order_id
+        assert oid is not None
+        partial = order_object(
+            link_id=cid, order_id=oid, status="PartiallyFilled", cum_qty="0.004", cum_value="200"
+        )
+        filled = order_object(
+            link_id=cid, order_id=oid, status="Filled", cum_qty="0.010", cum_value="500"
+        )
+        message = Message(json.dumps(stream(partial, filled)).encode())
+        engine = stack.service.db.sync_engine
+        begun: list[object] = []
+
+        def count(connection: object) -> None:
+            begun.append(connection)
+
+        sa_event.listen(engine, "begin", count)
+        try:
+            outcomes = await stack.service.event_subscriber.handle_batch([message])
+        finally:
+            sa_event.remove(engine, "begin", count)
+        assert outcomes == [None]
+        assert len(begun) == 1
+        async with stack.service.sessions() as session:
+            fills = (await session.exec(select(Fill).order_by(col(Fill.id)))).all()
+        assert [f.qty for f in fills] == [Decimal("0.004"), Decimal("0.006")]
+        pos = await position(stack)
+        assert pos is not None and pos.size == Decimal("0.010")
 
 
 async def test_an_external_order_and_a_repeated_execution_in_one_batch_count_once(

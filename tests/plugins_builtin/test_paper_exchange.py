@@ -573,6 +573,34 @@ async def test_a_publisher_that_calls_back_keeps_updates_in_order() -> None:
     assert seen == ["New", "Cancelled"]
 
 
+async def test_changes_queued_behind_a_slow_publish_go_out_together_in_order() -> None:
+    # While one message awaits its confirm, later changes queue; they travel in one message,
+    # as Bybit pushes several orders at once, and never ahead of what happened before them.
+    messages: list[Mapping[str, Any]] = []
+    first_sent = asyncio.Event()
+    release = asyncio.Event()
+
+    async def publish(message: Mapping[str, Any]) -> None:
+        messages.append(message)
+        first_sent.set()
+        await release.wait()
+
+    ex = PaperExchange(PaperSettings(random_walk=False), ExchangeContext(publish))
+    first = asyncio.create_task(ex.place_order(order("a")))
+    await asyncio.wait_for(first_sent.wait(), timeout=5)
+    rest = [asyncio.create_task(ex.place_order(order(cid))) for cid in ("b", "c", "d")]
+    # Placing does not wait for the stream: the others are accepted while "a" is in flight.
+    await asyncio.wait_for(asyncio.gather(*rest), timeout=5)
+    release.set()
+    await asyncio.wait_for(first, timeout=5)
+    await asyncio.wait_for(ex.close(), timeout=5)
+
+    assert [len(m["data"]) for m in messages] == [1, 3]
+    assert [i["orderLinkId"] for m in messages for i in m["data"]] == ["a", "b", "c", "d"]
+    assert all(i["orderStatus"] == "Filled" for m in messages for i in m["data"])
+    assert len({m["id"] for m in messages}) == 2
+
+
 # -- price walk ------------------------------------------------------------------------------
 
 
