@@ -120,7 +120,8 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by this process, the broker and the database server."""
+    """CPU seconds used so far by this process (with its children: extra service
+    instances), the broker and the database server."""
     totals = {"python": 0.0, "rabbitmq": 0.0, "postgres": 0.0}
     me = os.getpid()
     for entry in os.listdir("/proc"):
@@ -134,7 +135,7 @@ def _cpu_seconds() -> dict[str, float]:
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         used = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
-        if int(entry) == me:
+        if int(entry) == me or (int(fields[1]) == me and comm.startswith("python")):
             totals["python"] += used
         elif comm == "beam.smp":
             totals["rabbitmq"] += used

@@ -22,7 +22,8 @@ It behaves like a Bybit V5 linear (USDT perpetual) account in one-way mode:
 * ``Rejected`` is only produced on demand, by :meth:`PaperExchange.reject_next_order`.
 
 Every order change is published through ``ExchangeContext.publish_order_update`` as a Bybit
-``order`` topic message, after the change. Requests are validated like Bybit does (see
+``order`` topic message, after the change (changes that queue while a publish awaits its
+confirm share the next message, as on Bybit). Requests are validated like Bybit does (see
 :mod:`plugins_builtin.paper.rules`); a reused ``client_order_id`` raises
 :class:`~om_plugins.DuplicateClientOrderId`.
 
