@@ -4,6 +4,7 @@ here really is one transaction."""
 
 from __future__ import annotations
 
+import functools
 import json
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,15 @@ def limit_buy(signal_id: str, symbol: str = "BTCUSDT") -> dict[str, Any]:
 def reports(*messages: dict[str, Any]) -> list[OrderReport | ExecutionReport]:
     parsed = [r for m in messages for r in parse_updates(json.dumps(m).encode())]
     return [r for r in parsed if isinstance(r, OrderReport | ExecutionReport)]
+
+
+def partly_then_fully_filled(cid: str, oid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two stream items of one 0.010 order at 50,000: 0.004 filled, then all of it."""
+    item = functools.partial(order_object, link_id=cid, order_id=oid)
+    return (
+        item(status="PartiallyFilled", cum_qty="0.004", cum_value="200", cum_fee="0.04"),
+        item(status="Filled", cum_qty="0.010", cum_value="500", cum_fee="0.1"),
+    )
 
 
 async def relationships(stack: Stack) -> list[SignalOrderRelationship]:
@@ -106,22 +116,7 @@ async def test_reports_of_one_order_in_one_batch_apply_in_order(urls: tuple[str,
         order = await resting_order(stack, "rb-1")
         cid, oid = order.client_order_id, order.exchange_order_id
         assert oid is not None
-        partial = order_object(
-            link_id=cid,
-            order_id=oid,
-            status="PartiallyFilled",
-            cum_qty="0.004",
-            cum_value="200",
-            cum_fee="0.04",
-        )
-        filled = order_object(
-            link_id=cid,
-            order_id=oid,
-            status="Filled",
-            cum_qty="0.010",
-            cum_value="500",
-            cum_fee="0.1",
-        )
+        partial, filled = partly_then_fully_filled(cid, oid)
         results = await stack.service.applier.apply_many(
             reports(stream(partial), stream(filled), stream(filled))
         )
@@ -150,12 +145,7 @@ async def test_the_reports_of_one_message_apply_in_one_transaction(
         order = await resting_order(stack, "rb-2")
         cid, oid = order.client_order_id, order.exchange_order_id
         assert oid is not None
-        partial = order_object(
-            link_id=cid, order_id=oid, status="PartiallyFilled", cum_qty="0.004", cum_value="200"
-        )
-        filled = order_object(
-            link_id=cid, order_id=oid, status="Filled", cum_qty="0.010", cum_value="500"
-        )
+        partial, filled = partly_then_fully_filled(cid, oid)
         message = Message(json.dumps(stream(partial, filled)).encode())
         engine = stack.service.db.sync_engine
         # The transactions that wrote fills (the relay may run its own meanwhile).
