@@ -18,12 +18,18 @@ class PluginError(Exception):
 
 
 class ExchangeError(Exception):
-    """Base class of every exchange outcome that is not success."""
+    """Base class of every exchange outcome that is not success.
 
-    def __init__(self, message: str, *, code: str = "") -> None:
+    ``code`` is the exchange's own error code (``"110007"``), ``reason_code`` its neutral
+    meaning, one of :class:`om_plugins.reports.ReasonCode` (``"INSUFFICIENT_BALANCE"``);
+    both travel to the order, its events and the API.
+    """
+
+    def __init__(self, message: str, *, code: str = "", reason_code: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason_code = reason_code
 
 
 class ExchangeRejected(ExchangeError):
@@ -31,10 +37,21 @@ class ExchangeRejected(ExchangeError):
 
 
 class ExchangeUnavailable(ExchangeError):
-    """The request certainly did not reach the exchange; it is safe to try again later."""
+    """The request certainly did not reach the exchange; it is safe to try again later.
 
-    def __init__(self, message: str, *, code: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message, code=code)
+    ``retry_after`` (seconds) is when trying again makes sense; with ``reason_code``
+    ``RATE_LIMITED`` or ``IP_BANNED`` and a long wait, the engine pauses trading meanwhile.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        reason_code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, reason_code=reason_code)
         self.retry_after = retry_after
 
 

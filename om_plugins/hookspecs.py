@@ -20,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from om_plugins.exchange import ExchangeFactory
+from om_plugins.exchange import ExchangeFactory, StreamGatewayFactory
 from om_plugins.types import (
     DecisionContext,
     OrderTypeDecision,
@@ -37,6 +37,7 @@ PROJECT_NAME = "order_manager"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 RegisterExchange = Callable[[str, ExchangeFactory], None]
+RegisterStreamGateway = Callable[[str, StreamGatewayFactory], None]
 
 
 # -- bootstrap -------------------------------------------------------------------------------
@@ -52,6 +53,20 @@ def om_register_exchanges(register: RegisterExchange) -> None:
 
     :param register: ``register(name, factory)`` where ``factory(context)`` returns an
         :class:`~om_plugins.exchange.ExchangeAdapter`.
+    """
+
+
+@hookspec
+def om_register_stream_gateways(register: RegisterStreamGateway) -> None:
+    """Register the gateway that brings an exchange's private order stream to the engine.
+
+    Call rule: every plugin is called. Call ``register(name, factory)`` with the name your
+    exchange is registered under; ``om ws-gateway`` (and ``om run --with-ws-gateway``) run
+    the gateway of ``OM_EXCHANGE``. An exchange whose adapter publishes its own reports
+    (``ExchangeContext.publish_reports``, like the paper exchange) needs none.
+
+    :param register: ``register(name, factory)`` where ``factory(context)`` returns a
+        :class:`~om_plugins.exchange.StreamGateway`.
     """
 
 

@@ -18,12 +18,16 @@ __all__ = [
     "Balance",
     "Category",
     "DecisionContext",
+    "FeeRates",
     "Instrument",
     "OpenOrder",
+    "OrderStatus",
     "OrderType",
     "OrderTypeDecision",
     "Position",
+    "PositionMode",
     "ProposedOrder",
+    "QtyUnit",
     "QuantityDecision",
     "Rejection",
     "Side",
@@ -58,6 +62,56 @@ class TimeInForce(StrEnum):
     IOC = "IOC"
     FOK = "FOK"
     POST_ONLY = "PostOnly"
+
+
+class QtyUnit(StrEnum):
+    """What an order quantity counts."""
+
+    #: The base coin (BTC of BTCUSDT): linear contracts and spot.
+    BASE = "base"
+    #: Contracts worth :attr:`Instrument.contract_size` of the quote coin each (Bybit's
+    #: inverse contracts: one contract is 1 USD).
+    CONTRACTS = "contracts"
+    #: The quote coin to spend. Only orders placed elsewhere use it (a spot market buy "for
+    #: 100 USDT"); their *filled* quantities are still in the base coin.
+    QUOTE = "quote"
+
+
+class PositionMode(StrEnum):
+    """How the account holds positions in a derivatives symbol."""
+
+    #: One net position per symbol (``position_idx`` 0).
+    ONE_WAY = "one_way"
+    #: A long and a short position side by side (``position_idx`` 1 and 2).
+    HEDGE = "hedge"
+
+
+class OrderStatus(StrEnum):
+    """The status of an order, in no exchange's vocabulary.
+
+    Exchange plugins report ``NEW`` … ``DEACTIVATED``; the first three are the engine's own
+    and never come from an exchange.
+    """
+
+    #: Engine only: the intent is committed, the exchange has not answered yet.
+    PENDING_SUBMIT = "pending_submit"
+    #: Engine only: the create call had an ambiguous outcome; resolved by a lookup.
+    SUBMIT_UNKNOWN = "submit_unknown"
+    #: Engine only: the exchange accepted the request; its stream has not confirmed it yet.
+    SUBMITTED = "submitted"
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    #: A conditional order waiting for its trigger.
+    UNTRIGGERED = "untriggered"
+    TRIGGERED = "triggered"
+    FILLED = "filled"
+    #: Cancelled (the engine turns it into ``PARTIALLY_FILLED_CANCELLED`` when something
+    #: filled, whichever of the two an exchange reports).
+    CANCELLED = "cancelled"
+    PARTIALLY_FILLED_CANCELLED = "partially_filled_cancelled"
+    REJECTED = "rejected"
+    #: A conditional order cancelled before it triggered.
+    DEACTIVATED = "deactivated"
 
 
 class TradingState(StrEnum):
@@ -96,7 +150,13 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """Trading rules of one instrument, as the exchange publishes them."""
+    """Trading rules of one instrument, as the exchange publishes them.
+
+    Quantities (``qty_step``, ``min_qty``, ``max_qty``, order and position sizes) count
+    :attr:`qty_unit`: the base coin on linear and spot instruments, contracts on inverse
+    ones. Use :meth:`notional` and :meth:`qty_for_notional` rather than ``qty × price``, and
+    the same code sizes every category right.
+    """
 
     symbol: str
     category: Category
@@ -104,11 +164,43 @@ class Instrument:
     qty_step: Decimal
     min_qty: Decimal
     max_qty: Decimal
+    #: The smallest order value, in the quote coin.
     min_notional: Decimal = Decimal(0)
     #: Market orders may have a lower cap than limit orders (Bybit's ``maxMktOrderQty``).
     max_market_qty: Decimal | None = None
     base_coin: str = ""
     quote_coin: str = "USDT"
+    #: What a quantity counts: ``BASE`` coin, or ``CONTRACTS`` (inverse).
+    qty_unit: QtyUnit = QtyUnit.BASE
+    #: Value of one quantity unit: 1 base coin for ``BASE``; for ``CONTRACTS`` the quote-coin
+    #: value of one contract (1 USD on Bybit's inverse contracts).
+    contract_size: Decimal = Decimal(1)
+    #: The coin margin, PnL and fees settle in (USDT for linear, BTC for inverse BTCUSD, the
+    #: quote coin for spot). Empty means the quote coin.
+    settle_coin: str = ""
+
+    @property
+    def pnl_coin(self) -> str:
+        """The coin realized PnL and fee totals are counted in (:attr:`settle_coin`)."""
+        return self.settle_coin or self.quote_coin
+
+    def notional(self, qty: Decimal, price: Decimal) -> Decimal:
+        """The quote-coin value of ``qty`` units at ``price``."""
+        if self.qty_unit is QtyUnit.CONTRACTS:
+            return qty * self.contract_size
+        return qty * price
+
+    def qty_for_notional(self, notional: Decimal, price: Decimal) -> Decimal:
+        """The (unrounded) quantity worth ``notional`` of the quote coin at ``price``."""
+        if self.qty_unit is QtyUnit.CONTRACTS:
+            return notional / self.contract_size
+        return notional / price
+
+    def qty_for_base(self, base_qty: Decimal, price: Decimal) -> Decimal:
+        """The (unrounded) quantity that holds ``base_qty`` of the base coin at ``price``."""
+        if self.qty_unit is QtyUnit.CONTRACTS:
+            return base_qty * price / self.contract_size
+        return base_qty
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +215,14 @@ class Position:
     fees_paid: Decimal = Decimal(0)
     #: 0 in one-way mode; 1 (long side) or 2 (short side) in hedge mode.
     position_idx: int = 0
+    #: What ``size`` counts, and the value of one unit (see :class:`Instrument`).
+    qty_unit: QtyUnit = QtyUnit.BASE
+    contract_size: Decimal = Decimal(1)
 
     def notional(self, price: Decimal) -> Decimal:
+        """The quote-coin value of the position at ``price``."""
+        if self.qty_unit is QtyUnit.CONTRACTS:
+            return abs(self.size) * self.contract_size
         return abs(self.size) * price
 
 
@@ -148,6 +246,15 @@ class Balance:
     coin: str
     available: Decimal
     equity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FeeRates:
+    """Trading fee rates as fractions of the order value (``0.0001`` = 1 bp); a negative
+    maker rate is a rebate."""
+
+    maker: Decimal
+    taker: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +316,8 @@ class OrderTypeDecision:
 
 @dataclass(frozen=True, slots=True)
 class QuantityDecision:
-    """Base-asset quantity, already rounded to the instrument's step."""
+    """The order quantity in the instrument's :attr:`~Instrument.qty_unit` (base coin, or
+    contracts on inverse instruments), already rounded to the instrument's step."""
 
     qty: Decimal
 
@@ -229,10 +337,17 @@ class ProposedOrder:
     reference_price: Decimal
     time_in_force: TimeInForce | None = None
     reduce_only: bool = False
+    #: Set by the engine: 0 in one-way mode, 1/2 for the long/short side in hedge mode.
     position_idx: int = 0
     take_profit: Decimal | None = None
     stop_loss: Decimal | None = None
+    #: What ``qty`` counts, and the value of one unit (see :class:`Instrument`).
+    qty_unit: QtyUnit = QtyUnit.BASE
+    contract_size: Decimal = Decimal(1)
 
     @property
     def notional(self) -> Decimal:
+        """The order's value in the quote coin, at its limit price or the reference price."""
+        if self.qty_unit is QtyUnit.CONTRACTS:
+            return self.qty * self.contract_size
         return self.qty * (self.price if self.price is not None else self.reference_price)
