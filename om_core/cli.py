@@ -55,12 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--with-ws-gateway",
         action="store_true",
-        help="also forward Bybit's private stream to ws-gateway.order (OM_BYBIT_*)",
+        help="also forward the exchange's private order stream to ws-gateway.order "
+        "(the gateway of OM_EXCHANGE's plugin, e.g. bybit)",
     )
     run.set_defaults(func=_cmd_run)
 
     gateway = sub.add_parser(
-        "ws-gateway", help="forward Bybit's private order/execution stream to ws-gateway.order"
+        "ws-gateway",
+        help="forward OM_EXCHANGE's private order stream (e.g. Bybit's order and execution "
+        "topics) to ws-gateway.order",
     )
     gateway.set_defaults(func=_cmd_ws_gateway)
 
@@ -196,10 +199,10 @@ async def _run(settings: Settings, *, with_gateway: bool = False) -> int:
         return 1
     gateway = None
     if with_gateway:
-        from om_core.gateway import Gateway, GatewayConfig
+        from om_core.stream_gateway import create_gateway
 
         try:
-            gateway = Gateway(GatewayConfig.from_settings(settings), service.bus)
+            gateway = create_gateway(service.hooks, settings.exchange, service.bus)
         except PluginError as exc:
             print(f"error: {exc}", file=sys.stderr)
             await service.stop()
@@ -228,8 +231,8 @@ def _cmd_ws_gateway(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _ws_gateway(settings: Settings) -> int:
-    from om_core.gateway import run_gateway
     from om_core.messaging import create_bus
+    from om_core.stream_gateway import run_gateway
     from om_plugins.errors import PluginError
 
     if settings.broker_url.startswith("memory://"):

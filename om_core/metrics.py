@@ -45,6 +45,7 @@ __all__ = [
     "count_signal",
     "observe_placement_latency",
     "render",
+    "set_exchange_pause",
     "set_rate_limit_headroom",
 ]
 
@@ -121,6 +122,13 @@ CONSUMER_LAG = Gauge(
     ["queue"],
     registry=REGISTRY,
 )
+EXCHANGE_PAUSED_UNTIL = Gauge(
+    "om_exchange_paused_until_timestamp_seconds",
+    "While the exchange refuses this service (IP ban, throttling), the Unix time trading "
+    "resumes; 0 otherwise.",
+    ["reason"],
+    registry=REGISTRY,
+)
 SOURCE_UP = Gauge(
     "om_metrics_source_up",
     "1 when the last scrape could read the source (database, broker); the gauges read from "
@@ -128,6 +136,11 @@ SOURCE_UP = Gauge(
     ["source"],
     registry=REGISTRY,
 )
+
+
+def set_exchange_pause(reason: str, until: float) -> None:
+    """Trading waits for the exchange until ``until`` (Unix seconds; 0: not any more)."""
+    EXCHANGE_PAUSED_UNTIL.labels(reason=reason).set(until)
 
 
 def count_signal(outcome: str) -> None:

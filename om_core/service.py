@@ -9,9 +9,8 @@ period, flushes the outbox and closes connections.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,8 +23,8 @@ from om_core.engine.context import ContextBuilder
 from om_core.engine.executor import OrderExecutor
 from om_core.engine.processor import SignalProcessor
 from om_core.engine.recovery import InDoubtResolver
-from om_core.events.payloads import dumps
 from om_core.events.relay import OutboxRelay
+from om_core.instruments import Instruments
 from om_core.messaging import MessageBus, create_bus
 from om_core.messaging.base import Consumer
 from om_core.messaging.batching import Batcher
@@ -36,6 +35,7 @@ from om_core.reconcile import Reconciler
 from om_core.updates.apply import UpdateApplier
 from om_core.updates.subscriber import EventSubscriber
 from om_plugins.exchange import ExchangeAdapter, ExchangeContext
+from om_plugins.reports import Report, encode_reports
 
 __all__ = ["Service", "StartupError"]
 
@@ -76,6 +76,7 @@ class Service:
         self.event_subscriber: EventSubscriber
         self.snapshots: PeriodicSnapshots
         self.reconciler: Reconciler
+        self.instruments: Instruments
 
     @property
     def plugins(self) -> LoadedPlugins:
@@ -116,13 +117,14 @@ class Service:
         await self.bus.start()
 
         plugin_name, factory = factories[s.exchange]
-        self.exchange = factory(ExchangeContext(publish_order_update=self._publish_order_update))
+        self.exchange = factory(ExchangeContext(publish_reports=self._publish_reports))
         await self.exchange.start()
+        self.instruments = Instruments(self.exchange)
 
         self.relay = OutboxRelay(self.sessions, self.bus, self.hooks, in_flight=s.outbox_in_flight)
         self.relay.start()
         max_age = timedelta(seconds=s.max_signal_age_seconds)
-        context = ContextBuilder(self.exchange)
+        context = ContextBuilder(self.exchange, self.instruments)
         self.executor = OrderExecutor(
             self.sessions,
             self.exchange,
@@ -147,9 +149,14 @@ class Service:
             self.signal_consumer.handle_batch, max_batch=s.signal_batch, name="signals"
         )
         self.resolver = InDoubtResolver(self.sessions, self.executor)
-        self.applier = UpdateApplier(self.sessions, on_committed=self.relay.notify)
+        self.applier = UpdateApplier(
+            self.sessions,
+            self.instruments,
+            position_mode=self.exchange.get_position_mode,
+            on_committed=self.relay.notify,
+        )
         self.event_subscriber = EventSubscriber(
-            self.applier, on_gateway_reconnected=self.on_stream_gap
+            self.applier, self.exchange.decode_stream, on_gateway_reconnected=self.on_stream_gap
         )
         #: The ``ws-gateway.order`` handler: reports that arrive together share a transaction.
         self.update_handler = Batcher(
@@ -205,8 +212,8 @@ class Service:
                 "; ".join(report.errors[:3]),
             )
 
-    async def _publish_order_update(self, message: Mapping[str, Any]) -> None:
-        await self.bus.publish(ORDER_UPDATES_QUEUE, dumps(message).encode("utf-8"))
+    async def _publish_reports(self, reports: Sequence[Report]) -> None:
+        await self.bus.publish(ORDER_UPDATES_QUEUE, encode_reports(reports))
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_seconds
@@ -218,6 +225,8 @@ class Service:
                 await getattr(self, name).close()
         if hasattr(self, "resolver"):
             await self.resolver.stop()
+        if hasattr(self, "executor"):
+            await self.executor.pause.stop()
         if hasattr(self, "snapshots"):
             await self.snapshots.stop()
         if hasattr(self, "reconciler"):

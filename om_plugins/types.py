@@ -281,6 +281,10 @@ class DecisionContext:
     recent_order_count: int = 0
     #: Reference prices of symbols with positions, for valuing exposure.
     prices: Mapping[str, Decimal] = field(default_factory=dict)
+    #: How the account holds this symbol's positions. In hedge mode ``position`` is the net
+    #: of both sides and ``positions`` holds each side; the engine picks the order's side
+    #: (``ProposedOrder.position_idx``).
+    position_mode: PositionMode = PositionMode.ONE_WAY
 
     def gross_exposure(self) -> Decimal:
         """Sum of |size| × price over all positions, valued at the known prices."""

@@ -17,7 +17,13 @@ from sqlalchemy import text
 
 from om_core.db.session import AsyncSession, SessionFactory
 
-__all__ = ["RollBack", "locked_transaction", "try_xact_lock"]
+__all__ = ["RollBack", "locked_transaction", "symbol_lock_key", "try_xact_lock"]
+
+
+def symbol_lock_key(category: str, symbol: str) -> str:
+    """The lock decisions and order reports of one symbol share: a position is never read
+    by a decision while a fill changes it, nor changed by two reports at once."""
+    return f"om:symbol:{category}:{symbol}"
 
 
 class RollBack(Exception):

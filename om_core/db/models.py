@@ -17,6 +17,7 @@ __all__ = [
     "OrderStatusChange",
     "OutboxEvent",
     "Position",
+    "PositionContribution",
     "PositionSnapshot",
     "QuarantinedUpdate",
     "SignalOrderRelationship",
@@ -94,6 +95,9 @@ class Order(SQLModel, table=True):
     order_type: str = Field(max_length=16)
     time_in_force: str | None = Field(default=None, max_length=16)
     qty: Decimal = _money()
+    #: What ``qty`` counts (``om_plugins.QtyUnit``): base, contracts, or quote for a spot
+    #: market buy placed elsewhere by amount to spend. Filled quantities count base/contracts.
+    qty_unit: str = Field(default="base", max_length=16)
     price: Decimal | None = _money(nullable=True)
     reference_price: Decimal | None = _money(nullable=True)
     reduce_only: bool = False
@@ -101,12 +105,22 @@ class Order(SQLModel, table=True):
     take_profit: Decimal | None = _money(nullable=True)
     stop_loss: Decimal | None = _money(nullable=True)
     status: str = Field(max_length=32)
+    #: Cumulative, as the exchange reports it (or as its executions add up, when ahead).
     filled_qty: Decimal = _money(default=Decimal(0))
     cum_exec_value: Decimal = _money(default=Decimal(0))
+    #: Fees in the instrument's PnL coin, other coins converted at their fill price.
     cum_fee: Decimal = _money(default=Decimal(0))
+    #: Fees per currency, ``{"USDT": "0.1", "BTC": "0.000001"}`` (negative = rebate).
+    fees: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     avg_fill_price: Decimal | None = _money(nullable=True)
+    #: Why it was rejected or cancelled: neutral ``ReasonCode``, the exchange's code and text.
     reject_code: str | None = Field(default=None, max_length=32)
     reject_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    exchange_code: str | None = Field(default=None, max_length=64)
+    exchange_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    #: An order placed elsewhere whose position side is not known yet (hedge mode, only its
+    #: executions seen): its fills wait for the order report to reach a position.
+    position_pending: bool = False
     #: Placed by hand or by another system on the same account: no signal.
     is_external: bool = False
     submit_attempts: int = 0
@@ -134,7 +148,12 @@ class SignalOrderRelationship(SQLModel, table=True):
 
 
 class Fill(SQLModel, table=True):
-    """One execution; ``exec_id`` makes a fill count once however often it is reported."""
+    """One execution; ``exec_id`` makes a fill count once however often it is reported.
+
+    An *inferred* fill stands for what an order report says filled before its executions
+    arrived (``exec_id`` ``inferred:<order id>``, at most one per order); the executions
+    replace it as they come.
+    """
 
     __tablename__ = "fills"
 
@@ -148,7 +167,19 @@ class Fill(SQLModel, table=True):
     side: str = Field(max_length=8)
     qty: Decimal = _money()
     price: Decimal = _money()
+    #: Executed value: quote coin (qty × price), or base coin on inverse contracts.
+    value: Decimal = _money(default=Decimal(0))
+    #: The fee in its own currency (negative = rebate) and in the PnL coin.
     fee: Decimal = _money(default=Decimal(0))
+    fee_currency: str = Field(default="", max_length=16)
+    fee_settled: Decimal = _money(default=Decimal(0))
+    is_maker: bool | None = None
+    kind: str = Field(default="trade", max_length=16)
+    inferred: bool = False
+    #: The position contribution it counts in; ``None`` while its position is not known.
+    contribution_id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIntPK, nullable=True, index=True)
+    )
     executed_at: datetime = _ts()
     created_at: datetime = _ts()
 
@@ -167,8 +198,50 @@ class Position(SQLModel, table=True):
     size: Decimal = _money(default=Decimal(0))
     avg_entry_price: Decimal = _money(default=Decimal(0))
     realized_pnl: Decimal = _money(default=Decimal(0))
+    #: Fees in the PnL coin (base-coin fees converted at their fill price).
     fees_paid: Decimal = _money(default=Decimal(0))
+    #: Fees per currency, as paid.
+    fees: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     mark_price: Decimal | None = _money(nullable=True)
+    #: The latest contribution: the next fill of its order joins it.
+    contribution_id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, nullable=True))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class PositionContribution(SQLModel, table=True):
+    """What one order's fills did to a position, as one aggregate.
+
+    A position is the fold of its contributions: each starts from the position as it was
+    (``before_*``) and applies the order's fills as one trade of ``qty`` for ``value``. While
+    an order's contribution is the position's latest, its later fills join it and the
+    position is recomputed from ``before_*``, so the order's fills give the same position
+    whichever order they arrive in.
+    """
+
+    __tablename__ = "position_contributions"
+
+    id: int | None = _pk()
+    position_id: int = Field(
+        sa_column=sa.Column(BigIntPK, sa.ForeignKey("positions.id"), nullable=False, index=True)
+    )
+    order_id: int = Field(
+        sa_column=sa.Column(BigIntPK, sa.ForeignKey("orders.id"), nullable=False, index=True)
+    )
+    side: str = Field(max_length=8)
+    before_size: Decimal = _money()
+    before_avg_entry_price: Decimal = _money()
+    before_realized_pnl: Decimal = _money()
+    before_fees_paid: Decimal = _money()
+    before_fees: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    qty: Decimal = _money(default=Decimal(0))
+    value: Decimal = _money(default=Decimal(0))
+    #: Fees in the PnL coin, and the part paid in the base coin (it shrinks a spot holding).
+    fees_settled: Decimal = _money(default=Decimal(0))
+    base_fee: Decimal = _money(default=Decimal(0))
+    fees: dict[str, str] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

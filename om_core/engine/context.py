@@ -3,7 +3,6 @@ inside it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from om_core.db.models import Position as PositionRow
 from om_core.db.models import table
+from om_core.instruments import Instruments
 from om_core.orders.rows import ORDERS
 from om_core.orders.status import OPEN
 from om_core.trading_state import current_state
@@ -26,6 +26,8 @@ from om_plugins.types import (
     Instrument,
     OpenOrder,
     Position,
+    PositionMode,
+    QtyUnit,
     Side,
     Signal,
     TradingState,
@@ -82,26 +84,20 @@ class MarketData:
     instrument: Instrument
     reference_price: Decimal
     balance: Balance
+    position_mode: PositionMode = PositionMode.ONE_WAY
 
 
 class ContextBuilder:
-    def __init__(self, exchange: ExchangeAdapter, *, instrument_ttl: float = 300.0) -> None:
+    def __init__(self, exchange: ExchangeAdapter, instruments: Instruments | None = None) -> None:
         self._exchange = exchange
-        self._ttl = instrument_ttl
-        self._instruments: dict[tuple[Category, str], tuple[float, Instrument]] = {}
+        self.instruments = instruments or Instruments(exchange)
 
     async def instrument(self, category: Category, symbol: str) -> Instrument:
-        key = (category, symbol)
-        cached = self._instruments.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl:
-            return cached[1]
-        instrument = await self._exchange.get_instrument(category, symbol)
-        self._instruments[key] = (time.monotonic(), instrument)
-        return instrument
+        return await self.instruments.get(category, symbol)
 
     def forget_instrument(self, category: Category, symbol: str) -> None:
         """Drop a cached rule set, e.g. after the exchange refused an order's precision."""
-        self._instruments.pop((category, symbol), None)
+        self.instruments.forget(category, symbol)
 
     async def market_data(self, signal: Signal) -> MarketData:
         """Exchange reads; done before taking the symbol lock to keep the lock short."""
@@ -109,8 +105,12 @@ class ContextBuilder:
         price = signal.price
         if price is None:
             price = await self._exchange.get_reference_price(signal.category, signal.symbol)
-        balance = await self._exchange.get_balance(instrument.quote_coin or "USDT")
-        return MarketData(instrument, price, balance)
+        # Margin and balance are in the coin the instrument settles in (BTC for inverse).
+        balance = await self._exchange.get_balance(instrument.pnl_coin or "USDT")
+        mode = PositionMode.ONE_WAY
+        if signal.category is not Category.SPOT:
+            mode = await self._exchange.get_position_mode(signal.category, signal.symbol)
+        return MarketData(instrument, price, balance, mode)
 
     async def build(
         self, conn: AsyncConnection, signal: Signal, market: MarketData, now: datetime
@@ -167,25 +167,18 @@ class DatabaseState:
     trading_state: TradingState
 
     def context(self, signal: Signal, market: MarketData) -> DecisionContext:
-        own = next(
-            (
-                p
-                for p in self.positions
-                if p.symbol == signal.symbol and p.category == signal.category
-            ),
-            Position(category=signal.category, symbol=signal.symbol),
-        )
         return DecisionContext(
             now=self.now,
             instrument=market.instrument,
             reference_price=market.reference_price,
-            position=own,
+            position=net_position(self.positions, signal.category, signal.symbol),
             positions=self.positions,
             open_orders=tuple(self.open_orders.get((signal.category, signal.symbol), ())),
             balance=market.balance,
             trading_state=self.trading_state,
             recent_order_count=self.recent_order_count.get(signal.symbol, 0),
             prices={**self.prices, signal.symbol: market.reference_price},
+            position_mode=market.position_mode,
         )
 
     def add_intent(self, order: OpenOrder) -> None:
@@ -214,13 +207,38 @@ def open_order(row: Any) -> OpenOrder:
     )
 
 
-def _position(row: Any) -> Position:
+def net_position(positions: Iterable[Position], category: Category, symbol: str) -> Position:
+    """One symbol's net position: its only one in one-way mode; in hedge mode the sum of
+    both sides, at the entry price of the larger one."""
+    sides = [p for p in positions if p.symbol == symbol and p.category == category]
+    if not sides:
+        unit = QtyUnit.CONTRACTS if category is Category.INVERSE else QtyUnit.BASE
+        return Position(category=category, symbol=symbol, qty_unit=unit)
+    if len(sides) == 1:
+        return sides[0]
+    larger = max(sides, key=lambda p: abs(p.size))
     return Position(
-        category=Category(row.category),
+        category=category,
+        symbol=symbol,
+        size=sum((p.size for p in sides), Decimal(0)),
+        avg_entry_price=larger.avg_entry_price,
+        realized_pnl=sum((p.realized_pnl for p in sides), Decimal(0)),
+        fees_paid=sum((p.fees_paid for p in sides), Decimal(0)),
+        qty_unit=larger.qty_unit,
+        contract_size=larger.contract_size,
+    )
+
+
+def _position(row: Any) -> Position:
+    category = _CATEGORIES[row.category]
+    return Position(
+        category=category,
         symbol=row.symbol,
         size=row.size,
         avg_entry_price=row.avg_entry_price,
         realized_pnl=row.realized_pnl,
         fees_paid=row.fees_paid,
         position_idx=row.position_idx,
+        # Inverse sizes count contracts of 1 USD (the only contract size the engine trades).
+        qty_unit=QtyUnit.CONTRACTS if category is Category.INVERSE else QtyUnit.BASE,
     )

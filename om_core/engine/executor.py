@@ -26,6 +26,7 @@ from om_core import faults, metrics
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
+from om_core.engine.pause import ExchangePause
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
 from om_core.orders.lifecycle import accept_orders, mark_accepted, settle_signal
@@ -39,7 +40,8 @@ from om_plugins.errors import (
     ExchangeRejected,
     ExchangeUnavailable,
 )
-from om_plugins.exchange import ExchangeAdapter, ExchangeOrder, OrderRequest, PlacedOrder
+from om_plugins.exchange import ExchangeAdapter, OrderRequest, PlacedOrder
+from om_plugins.reports import OrderReport, ReasonCode
 from om_plugins.types import Category, OrderType, Side, TimeInForce, TradingState
 
 __all__ = ["OrderExecutor", "request_for"]
@@ -47,13 +49,18 @@ __all__ = ["OrderExecutor", "request_for"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Exchange statuses that mean the order exists and may still trade or has traded.
-_ACCEPTED_STATUSES = {
-    "New": OrderStatus.NEW,
-    "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
-    "Untriggered": OrderStatus.UNTRIGGERED,
-    "Triggered": OrderStatus.TRIGGERED,
-}
+#: Statuses of an order found by a lookup that it keeps on leaving doubt; other states
+#: (fills, cancels) reach it through the order stream or reconciliation.
+_LIVE = frozenset(
+    {
+        OrderStatus.NEW,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.UNTRIGGERED,
+        OrderStatus.TRIGGERED,
+    }
+)
+#: Refusals that say "stop asking for a while".
+_THROTTLED = frozenset({ReasonCode.RATE_LIMITED.value, ReasonCode.IP_BANNED.value})
 
 
 class _Again:
@@ -92,6 +99,7 @@ class OrderExecutor:
         unavailable_backoff: float = 0.5,
         before_commit: Callable[[str], Awaitable[None]] | None = None,
         forget_instrument: Callable[[Category, str], None] = lambda _c, _s: None,
+        pause: ExchangePause | None = None,
     ) -> None:
         self._factory = factory
         self._exchange = exchange
@@ -104,6 +112,8 @@ class OrderExecutor:
         #: Called on a definitive rejection: the instrument's rules may have changed
         #: (a precision or minimum rejection), so they are fetched again next time.
         self._forget_instrument = forget_instrument
+        #: Halts trading while the exchange refuses us for long (an IP ban).
+        self.pause = pause or ExchangePause(factory, on_committed=on_committed)
         #: Orders this process is sending right now: a lookup could not tell them apart from
         #: lost ones, so resolution leaves them to the call in flight.
         self._in_flight: set[int] = set()
@@ -188,12 +198,15 @@ class OrderExecutor:
             await self._resolve(order_id)
         except ExchangeAuthError as exc:
             await self.halt(f"exchange authentication failed: {exc.message}")
-            await self._rejected(order_id, exc.code or "AUTH", exc.message)
+            await self._rejected(order_id, ReasonCode.AUTH.value, exc.message, exc.code)
         except ExchangeRejected as exc:
             self._forget_instrument(Category(order.category), order.symbol)
-            await self._rejected(order_id, exc.code, exc.message)
+            code = exc.reason_code or ReasonCode.EXCHANGE_REJECTED.value
+            await self._rejected(order_id, code, exc.message, exc.code)
         except ExchangeUnavailable as exc:
             wait = exc.retry_after if exc.retry_after is not None else delay
+            if exc.reason_code in _THROTTLED and exc.retry_after is not None:
+                await self.pause.pause(exc.code or exc.reason_code, exc.retry_after, exc.message)
             log.warning(
                 "exchange unavailable for %s (%s); retrying in %.2fs",
                 order.client_order_id,
@@ -316,16 +329,26 @@ class OrderExecutor:
         self._on_committed()
         return now
 
-    async def _apply_found(self, order_id: int, found: ExchangeOrder) -> None:
-        if found.status == "Rejected":
-            await self._rejected(order_id, "EXCHANGE_REJECTED", found.reject_reason or "rejected")
+    async def _apply_found(self, order_id: int, found: OrderReport) -> None:
+        if found.status is OrderStatus.REJECTED:
+            reason = found.reason
+            await self._rejected(
+                order_id,
+                reason.code if reason else ReasonCode.EXCHANGE_REJECTED.value,
+                (reason.exchange_message if reason else "") or "rejected by the exchange",
+                reason.exchange_code if reason else "",
+            )
             return
         # Fills and terminal states arrive through the order stream or reconciliation; here
         # we only settle that the order exists.
-        status = _ACCEPTED_STATUSES.get(found.status)
+        status = found.status if found.status in _LIVE else None
         await self._accepted({order_id: found.exchange_order_id}, status)
 
-    async def _rejected(self, order_id: int, code: str, message: str) -> None:
+    async def _rejected(
+        self, order_id: int, code: str, message: str, exchange_code: str = ""
+    ) -> None:
+        """``code`` is neutral (a ``ReasonCode`` or the engine's own); ``exchange_code`` and
+        ``message`` are the exchange's, when it was the exchange that refused."""
         async with self._factory() as session, session.begin():
             order = await _locked(session, order_id)
             if order.status not in IN_DOUBT:
@@ -333,6 +356,8 @@ class OrderExecutor:
             order.status = OrderStatus.REJECTED
             order.reject_code = code[:32] if code else None
             order.reject_reason = message
+            order.exchange_code = exchange_code[:64] or None
+            order.exchange_message = message if exchange_code else None
             order.updated_at = utcnow()
             add_event(
                 session,

@@ -11,13 +11,14 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from om_core import faults, metrics
-from om_core.db.locks import locked_transaction
+from om_core.db.locks import locked_transaction, symbol_lock_key
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
@@ -30,24 +31,23 @@ from om_core.plugins.facade import PluginHooks
 from om_core.signals import store
 from om_core.signals.store import FINAL, SignalStatus
 from om_plugins.errors import ExchangeAuthError, ExchangeRejected
-from om_plugins.rounding import is_multiple
+from om_plugins.rounding import is_multiple, round_down, round_up
 from om_plugins.types import (
     DecisionContext,
     OrderType,
+    PositionMode,
     ProposedOrder,
+    QtyUnit,
     Rejection,
+    Side,
     Signal,
 )
 
-__all__ = ["Incoming", "SignalOutcome", "SignalProcessor", "symbol_lock_key"]
+__all__ = ["Incoming", "SignalOutcome", "SignalProcessor"]
 
 
 #: Order statuses after a placement attempt that do not make the signal placed.
 _NOT_PLACED = IN_DOUBT | {OrderStatus.REJECTED}
-
-
-def symbol_lock_key(category: str, symbol: str) -> str:
-    return f"om:symbol:{category}:{symbol}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +282,7 @@ class SignalProcessor:
         quantity = self._hooks.calculate_quantity(signal, ctx, order_type)
         if isinstance(quantity, Rejection):
             return [quantity]
+        instrument = ctx.instrument
         proposed = ProposedOrder(
             signal_id=signal.signal_id,
             leg=0,
@@ -294,8 +295,11 @@ class SignalProcessor:
             reference_price=ctx.reference_price,
             time_in_force=order_type.time_in_force,
             reduce_only=signal.reduce_only,
-            take_profit=signal.take_profit,
-            stop_loss=signal.stop_loss,
+            position_idx=position_idx(ctx.position_mode, signal.side, signal.reduce_only),
+            take_profit=_tpsl(signal.take_profit, signal.side, True, instrument.tick_size),
+            stop_loss=_tpsl(signal.stop_loss, signal.side, False, instrument.tick_size),
+            qty_unit=instrument.qty_unit,
+            contract_size=instrument.contract_size,
         )
         problems = _sanity(proposed, ctx)
         if problems:
@@ -321,6 +325,7 @@ class SignalProcessor:
             take_profit=order.take_profit,
             stop_loss=order.stop_loss,
             submitted_at=now,
+            qty_unit=order.qty_unit.value,
         )
 
     async def outcome(self, signal_id: str) -> SignalOutcome | None:
@@ -368,10 +373,34 @@ def _stale(age: timedelta, limit: timedelta) -> Rejection:
     )
 
 
+def position_idx(mode: PositionMode, side: Side, reduce_only: bool) -> int:
+    """Which position an order trades: 0 in one-way mode; in hedge mode the long side (1)
+    for a buy that opens or a sell that reduces, the short side (2) otherwise."""
+    if mode is PositionMode.ONE_WAY:
+        return 0
+    opens_long = side is Side.BUY
+    return 1 if opens_long != reduce_only else 2
+
+
+def _tpsl(price: Decimal | None, side: Side, take_profit: bool, tick: Decimal) -> Decimal | None:
+    """A take-profit or stop-loss price on the tick grid, rounded towards the entry (a long's
+    take-profit down and stop-loss up, a short's the other way): never further away than
+    the signal asked for."""
+    if price is None:
+        return None
+    above_entry = (side is Side.BUY) == take_profit
+    return round_down(price, tick) if above_entry else round_up(price, tick)
+
+
 def _sanity(order: ProposedOrder, ctx: DecisionContext) -> list[Rejection]:
     """The engine's own floor under whatever plugins decided: never send a malformed order."""
     rules = ctx.instrument
     problems = []
+    if rules.qty_unit is QtyUnit.CONTRACTS and rules.contract_size != 1:
+        problems.append(
+            f"{rules.symbol} contracts are worth {rules.contract_size}, and the engine's "
+            "position arithmetic supports contracts of 1 only"
+        )
     if order.qty <= 0 or not is_multiple(order.qty, rules.qty_step):
         problems.append(f"qty {order.qty} is not a positive multiple of {rules.qty_step}")
     if order.order_type is OrderType.LIMIT:

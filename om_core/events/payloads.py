@@ -1,4 +1,4 @@
-"""Build the enriched events described in ``docs/events.md`` (schema version 1).
+"""Build the enriched events described in ``docs/events.md`` (schema version 2).
 
 Decimals are rendered as strings so no consumer ever parses money as a float.
 """
@@ -29,7 +29,7 @@ __all__ = [
     "trading_state_payload",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class EventType(StrEnum):
@@ -38,6 +38,7 @@ class EventType(StrEnum):
     ORDER_FILLED = "order.filled"
     ORDER_CANCELLED = "order.cancelled"
     ORDER_REJECTED = "order.rejected"
+    POSITION_CORRECTED = "position.corrected"
     SIGNAL_REJECTED = "signal.rejected"
     TRADING_STATE_CHANGED = "trading_state.changed"
 
@@ -65,12 +66,17 @@ def order_payload(order: Order | Mapping[str, Any]) -> dict[str, Any]:
         "side": get("side"),
         "order_type": get("order_type"),
         "qty": decimal_str(get("qty")),
+        "qty_unit": get("qty_unit") or "base",
         "price": decimal_str(get("price")),
         "status": get("status"),
         "filled_qty": decimal_str(get("filled_qty")),
         "avg_fill_price": decimal_str(get("avg_fill_price")),
         "cum_fee": decimal_str(get("cum_fee")),
+        "fees": dict(get("fees") or {}),
+        "reject_code": get("reject_code"),
         "reject_reason": get("reject_reason"),
+        "exchange_code": get("exchange_code"),
+        "exchange_message": get("exchange_message"),
         "created_at": _ts(get("created_at")),
         "updated_at": _ts(get("updated_at")),
     }
@@ -85,6 +91,7 @@ def position_payload(position: Position) -> dict[str, Any]:
         "avg_entry_price": decimal_str(position.avg_entry_price),
         "realized_pnl": decimal_str(position.realized_pnl),
         "fees_paid": decimal_str(position.fees_paid),
+        "fees": dict(position.fees or {}),
         "updated_at": _ts(position.updated_at),
     }
 
@@ -126,6 +133,7 @@ def new_event(
     position: Mapping[str, Any] | None = None,
     reasons: list[dict[str, Any]] | None = None,
     trading_state: Mapping[str, Any] | None = None,
+    correction: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
@@ -141,6 +149,8 @@ def new_event(
         event["reasons"] = reasons or []
     if event_type is EventType.TRADING_STATE_CHANGED:
         event["trading_state"] = dict(trading_state or {})
+    if event_type is EventType.POSITION_CORRECTED:
+        event["correction"] = dict(correction or {})
     return event
 
 

@@ -81,6 +81,8 @@ async def accept_orders(
 async def settle_signal(
     session: AsyncSession, order: Order, *, accepted: bool, code: str = "", message: str = ""
 ) -> None:
+    """The signal's outcome once its order was accepted or refused. A refusal's reason is
+    the order's neutral code, with the exchange's own code in ``details``."""
     if order.signal_id is None:
         return
     signal = (
@@ -106,9 +108,15 @@ async def settle_signal(
     if any(s != OrderStatus.REJECTED for s in siblings):
         return  # another leg is placed or still in doubt: the signal's outcome is not this one
     reason = Rejection(code=code or "EXCHANGE_REJECTED", message=message, plugin="exchange")
+    details = {"exchange_code": order.exchange_code} if order.exchange_code else {}
     # The order.rejected event already tells the story; the signal row keeps the reason.
     signal.status = SignalStatus.REJECTED
     signal.reasons = [
-        {"plugin": reason.plugin, "code": reason.code, "message": reason.message, "details": {}}
+        {
+            "plugin": reason.plugin,
+            "code": reason.code,
+            "message": reason.message,
+            "details": details,
+        }
     ]
     signal.updated_at = utcnow()

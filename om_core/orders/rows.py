@@ -30,10 +30,14 @@ _NEW_ORDER: dict[str, Any] = {
     "exchange_order_id": None,
     "cum_exec_value": Decimal(0),
     "cum_fee": Decimal(0),
+    "fees": {},
     "avg_fill_price": None,
     "reject_code": None,
     "reject_reason": None,
+    "exchange_code": None,
+    "exchange_message": None,
     "is_external": False,
+    "position_pending": False,
     "lookup_misses": 0,
     "exchange_updated_ms": None,
 }
@@ -66,6 +70,8 @@ class Intent:
     stop_loss: Decimal | None
     #: The first attempt is recorded with the intent: one commit, not two.
     submitted_at: datetime
+    #: ``contracts`` on inverse instruments.
+    qty_unit: str = "base"
     submit_attempts: int = 1
     status: str = OrderStatus.PENDING_SUBMIT.value
     filled_qty: Decimal = Decimal(0)

@@ -1,8 +1,8 @@
 """The order state machine: which exchange report may move an order where.
 
-Table-driven: :data:`EXCHANGE_STATUS` maps Bybit's ``orderStatus`` to ours, :data:`RANK`
-orders the non-terminal states, and :func:`decide` says what to do with a report. Cumulative
-quantities are the truth and only grow; a report never moves an order backwards.
+Table-driven: :data:`RANK` orders the non-terminal states, and :func:`decide` says what to do
+with a report (in the SDK's neutral statuses: exchange plugins translate their own).
+Cumulative quantities are the truth and only grow; a report never moves an order backwards.
 
 The one real-world exception to "terminal stays terminal": an exchange can report a fill
 after it reported the cancel (the cancel raced the match; Bybit documents receiving two
@@ -19,19 +19,7 @@ from enum import StrEnum
 
 from om_core.orders.status import IN_DOUBT, TERMINAL, OrderStatus
 
-__all__ = ["EXCHANGE_STATUS", "RANK", "Action", "Verdict", "decide", "map_status"]
-
-EXCHANGE_STATUS: dict[str, OrderStatus] = {
-    "New": OrderStatus.NEW,
-    "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
-    "Untriggered": OrderStatus.UNTRIGGERED,
-    "Triggered": OrderStatus.TRIGGERED,
-    "Filled": OrderStatus.FILLED,
-    "Cancelled": OrderStatus.CANCELLED,
-    "PartiallyFilledCanceled": OrderStatus.PARTIALLY_FILLED_CANCELLED,
-    "Rejected": OrderStatus.REJECTED,
-    "Deactivated": OrderStatus.DEACTIVATED,
-}
+__all__ = ["RANK", "Action", "Verdict", "decide", "normalize"]
 
 #: Progress of a live order; a report may only move an order to an equal or higher rank.
 RANK: dict[OrderStatus, int] = {
@@ -63,9 +51,10 @@ class Verdict:
     reason: str = ""
 
 
-def map_status(exchange_status: str, cum_exec_qty: Decimal) -> OrderStatus | None:
-    status = EXCHANGE_STATUS.get(exchange_status)
-    if status is OrderStatus.CANCELLED and cum_exec_qty > 0:
+def normalize(status: OrderStatus, filled: Decimal) -> OrderStatus:
+    """A reported status as the engine keeps it: a cancel after fills is
+    ``partially_filled_cancelled``, whichever of the two the exchange said."""
+    if status is OrderStatus.CANCELLED and filled > 0:
         return OrderStatus.PARTIALLY_FILLED_CANCELLED
     return status
 

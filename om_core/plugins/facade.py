@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from om_core.plugins.errors import PluginLoadError
-from om_plugins.exchange import ExchangeFactory
+from om_plugins.exchange import ExchangeFactory, StreamGatewayFactory
 from om_plugins.types import (
     DecisionContext,
     OrderTypeDecision,
@@ -87,6 +87,26 @@ class PluginHooks:
                     raise PluginLoadError(
                         _plugin,
                         f"registers exchange {name!r}, already registered by "
+                        f"{factories[name][0]!r}",
+                    )
+                factories[name] = (_plugin, factory)
+
+            impl.function(register=register)
+        return factories
+
+    def stream_gateway_factories(self) -> dict[str, tuple[str, StreamGatewayFactory]]:
+        """Exchange name → (plugin name, gateway factory); a name registered twice is an
+        error."""
+        factories: dict[str, tuple[str, StreamGatewayFactory]] = {}
+        for impl in reversed(self.pm.hook.om_register_stream_gateways.get_hookimpls()):
+
+            def register(
+                name: str, factory: StreamGatewayFactory, _plugin: str = impl.plugin_name
+            ) -> None:
+                if name in factories:
+                    raise PluginLoadError(
+                        _plugin,
+                        f"registers a stream gateway for {name!r}, already registered by "
                         f"{factories[name][0]!r}",
                     )
                 factories[name] = (_plugin, factory)

@@ -6,10 +6,9 @@ import logging
 
 from sqlmodel import select
 
-from om_core.db.locks import locked_transaction
+from om_core.db.locks import locked_transaction, symbol_lock_key
 from om_core.db.models import Position
 from om_core.db.session import SessionFactory
-from om_core.engine.processor import symbol_lock_key
 from om_core.periodic import Every
 from om_core.positions.store import snapshot
 from om_plugins.exchange import ExchangeAdapter

@@ -1,15 +1,18 @@
 """Compare what we believe with what the exchange says, and correct the belief.
 
 Runs at startup (before signals are consumed), every ``OM_SYNC_INTERVAL``, after the
-exchange's order stream was interrupted, and on ``POST /api/v1/sync``:
+exchange's order stream was interrupted, and on ``POST /api/v1/sync``, for every category the
+exchange adapter trades (``ExchangeAdapter.categories``):
 
 1. every order we think is open or in doubt is looked up by client id (adapters fall back to
    order history and execution lists when the realtime view no longer has it); what the
    exchange says is applied through the very code path of the reverse flow, so corrections
    publish the same events a stream report would;
-2. open orders on the exchange that we do not know are imported as external orders;
-3. positions are compared and, where they drifted, set to the exchange's figures (with a
-   ``sync`` snapshot).
+2. orders whose fills were inferred from order reports get their real executions fetched
+   (``list_executions``) and applied: they replace the inferred fills;
+3. open orders on the exchange that we do not know are imported as external orders;
+4. positions are compared (``list_positions``) and, where the size drifted, set to the
+   exchange's figures, with a ``sync`` snapshot and a ``position.corrected`` event.
 
 ``dry_run`` does all of it inside transactions that are rolled back, and reports the drift.
 """
@@ -25,19 +28,20 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from om_core.db.locks import RollBack, locked_transaction
-from om_core.db.models import Order, Position
+from om_core.db.locks import RollBack, locked_transaction, symbol_lock_key
+from om_core.db.models import Fill, Order, Position
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.executor import OrderExecutor
-from om_core.engine.processor import symbol_lock_key
-from om_core.events.payloads import decimal_str
+from om_core.events.outbox import add_event
+from om_core.events.payloads import EventType, decimal_str, new_event, position_payload
 from om_core.orders.status import IN_DOUBT, OPEN
 from om_core.periodic import Every
-from om_core.positions.store import get_or_create_position, snapshot
+from om_core.positions.store import get_or_create_position, reset_contributions, snapshot
 from om_core.updates.apply import UpdateApplier
-from om_core.updates.parse import OrderReport
-from om_plugins.exchange import ExchangeAdapter, ExchangeOrder, ExchangePosition
+from om_core.updates.validate import check_reports
+from om_plugins.exchange import ExchangeAdapter
+from om_plugins.reports import PositionReport
 from om_plugins.types import Category
 
 __all__ = ["Drift", "ReconcileReport", "Reconciler"]
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Drift:
-    kind: str  # order | external_order | position
+    kind: str  # order | external_order | fills | position
     key: str
     before: dict[str, Any]
     after: dict[str, Any]
@@ -60,6 +64,7 @@ class ReconcileReport:
     orders_checked: int = 0
     orders_updated: int = 0
     orders_imported: int = 0
+    fills_fetched: int = 0
     positions_checked: int = 0
     positions_corrected: int = 0
     drifts: list[Drift] = field(default_factory=list)
@@ -79,13 +84,15 @@ class Reconciler:
         applier: UpdateApplier,
         executor: OrderExecutor,
         *,
-        categories: tuple[Category, ...] = (Category.LINEAR,),
+        categories: tuple[Category, ...] | None = None,
+        fetch_fills_per_run: int = 50,
     ) -> None:
         self._factory = factory
         self._exchange = exchange
         self._applier = applier
         self._executor = executor
-        self._categories = categories
+        self._categories = categories if categories is not None else exchange.categories
+        self._fetch_limit = fetch_fills_per_run
         self._lock = asyncio.Lock()
         self._loop: Every | None = None
 
@@ -93,6 +100,7 @@ class Reconciler:
         async with self._lock:  # one reconciliation at a time per process
             report = ReconcileReport(dry_run=dry_run, started_at=utcnow())
             await self._orders(report)
+            await self._missing_fills(report)
             await self._unknown_open_orders(report)
             await self._positions(report)
             if report.drifts:
@@ -132,7 +140,12 @@ class Reconciler:
                     f"{order.client_order_id}: {order.status} here, unknown to the exchange"
                 )
                 continue
-            result = await self._applier.apply(_as_report(found), dry_run=report.dry_run)
+            try:
+                check_reports([found])
+            except ValueError as exc:
+                report.errors.append(f"{order.client_order_id}: unusable answer: {exc}")
+                continue
+            result = await self._applier.apply(found, dry_run=report.dry_run)
             if result.action == "applied":
                 report.orders_updated += 1
                 report.drifts.append(
@@ -144,12 +157,59 @@ class Reconciler:
                     )
                 )
 
+    async def _missing_fills(self, report: ReconcileReport) -> None:
+        """Orders whose fills were inferred from order reports: fetch the real ones."""
+        async with self._factory() as session:
+            orders = (
+                await session.exec(
+                    select(Order)
+                    .where(
+                        col(Order.id).in_(select(Fill.order_id).where(col(Fill.inferred).is_(True)))
+                    )
+                    .order_by(col(Order.id))
+                    .limit(self._fetch_limit)
+                )
+            ).all()
+        for order in orders:
+            try:
+                executions = await self._exchange.list_executions(
+                    Category(order.category),
+                    order.symbol,
+                    client_order_id="" if order.is_external else order.client_order_id,
+                    exchange_order_id=order.exchange_order_id or "",
+                )
+                check_reports(executions)
+            except NotImplementedError:
+                return
+            except Exception as exc:
+                report.errors.append(f"{order.client_order_id}: executions: {exc}")
+                continue
+            applied = 0
+            for execution in executions:
+                result = await self._applier.apply(execution, dry_run=report.dry_run)
+                applied += result.action == "applied"
+            if applied:
+                report.fills_fetched += applied
+                report.drifts.append(
+                    Drift(
+                        "fills",
+                        order.client_order_id,
+                        {"inferred": True},
+                        {"executions_applied": applied},
+                    )
+                )
+
     async def _unknown_open_orders(self, report: ReconcileReport) -> None:
         for category in self._categories:
             try:
                 open_orders = await self._exchange.list_open_orders(category)
             except Exception as exc:
                 report.errors.append(f"listing open {category.value} orders failed: {exc}")
+                continue
+            try:
+                check_reports(open_orders)
+            except ValueError as exc:
+                report.errors.append(f"listing open {category.value} orders: {exc}")
                 continue
             for found in open_orders:
                 async with self._factory() as session:
@@ -163,14 +223,14 @@ class Reconciler:
                     ).first()
                 if known is not None:
                     continue
-                result = await self._applier.apply(_as_report(found), dry_run=report.dry_run)
+                result = await self._applier.apply(found, dry_run=report.dry_run)
                 report.orders_imported += 1
                 report.drifts.append(
                     Drift(
                         "external_order",
                         found.exchange_order_id,
                         {},
-                        {"status": result.status or found.status, "symbol": found.symbol},
+                        {"status": result.status or found.status.value, "symbol": found.symbol},
                     )
                 )
 
@@ -180,6 +240,7 @@ class Reconciler:
         for category in self._categories:
             try:
                 theirs = await self._exchange.list_positions(category)
+                check_reports(theirs)
             except NotImplementedError:
                 return
             except Exception as exc:
@@ -203,25 +264,40 @@ class Reconciler:
         category: Category,
         symbol: str,
         idx: int,
-        theirs: ExchangePosition | None,
+        theirs: PositionReport | None,
     ) -> None:
         size = theirs.size if theirs is not None else Decimal(0)
-        entry = theirs.avg_entry_price if theirs is not None else Decimal(0)
         key = f"{category.value}:{symbol}:{idx}"
+        lock = symbol_lock_key(category.value, symbol)
         try:
-            async with locked_transaction(self._factory, symbol_lock_key(category, symbol)) as s:
+            async with locked_transaction(self._factory, lock) as s:
                 row = await get_or_create_position(s, category.value, symbol, idx)
                 if row.size == size:
                     raise RollBack
                 before = _position_view(row.size, row.avg_entry_price)
+                entry = theirs.avg_entry_price if theirs is not None else None
                 row.size = size
-                row.avg_entry_price = entry if size else Decimal(0)
+                if not size:
+                    row.avg_entry_price = Decimal(0)
+                elif entry is not None and entry > 0:
+                    row.avg_entry_price = entry
                 if theirs is not None and theirs.mark_price is not None:
                     row.mark_price = theirs.mark_price
                 row.updated_at = utcnow()
+                # Fills from now on start a new contribution from the corrected figures.
+                reset_contributions(row)
                 await s.flush()
                 snapshot(s, row, reason="sync")
                 after = _position_view(row.size, row.avg_entry_price)
+                add_event(
+                    s,
+                    new_event(
+                        EventType.POSITION_CORRECTED,
+                        signal_id=None,
+                        position=position_payload(row),
+                        correction={"before": before, "after": after, "source": "exchange"},
+                    ),
+                )
                 report.positions_corrected += 1
                 report.drifts.append(Drift("position", key, before, after))
                 log.warning("position %s corrected from %s to %s", key, before, after)
@@ -243,31 +319,3 @@ class Reconciler:
 
 def _position_view(size: Decimal, entry: Decimal) -> dict[str, Any]:
     return {"size": decimal_str(size), "avg_entry_price": decimal_str(entry)}
-
-
-def _as_report(found: ExchangeOrder) -> OrderReport:
-    """An exchange's order, as if its stream had reported it now."""
-    return OrderReport(
-        order_id=found.exchange_order_id,
-        order_link_id=found.client_order_id,
-        symbol=found.symbol,
-        category=found.category.value,
-        side=found.side.value,
-        order_type=found.order_type.value,
-        status=found.status,
-        price=found.price,
-        qty=found.qty,
-        avg_price=found.avg_price,
-        cum_exec_qty=found.filled_qty,
-        cum_exec_value=found.cum_exec_value,
-        cum_exec_fee=found.cum_exec_fee,
-        leaves_qty=None,
-        reject_reason=found.reject_reason,
-        cancel_type="",
-        created_ms=int(found.created_at.timestamp() * 1000),
-        updated_ms=int(found.updated_at.timestamp() * 1000),
-        position_idx=0,
-        reduce_only=False,
-        time_in_force="",
-        raw=dict(found.raw) or {"source": "reconciliation", "orderId": found.exchange_order_id},
-    )

@@ -46,11 +46,20 @@ from om_plugins.errors import ExchangeRejected
 from om_plugins.exchange import (
     ExchangeAdapter,
     ExchangeContext,
-    ExchangeOrder,
     OrderRequest,
     PlacedOrder,
 )
-from om_plugins.types import Balance, Category, Instrument, ProposedOrder, Rejection, Signal
+from om_plugins.reports import OrderReport, Report
+from om_plugins.types import (
+    Balance,
+    Category,
+    FeeRates,
+    Instrument,
+    PositionMode,
+    ProposedOrder,
+    Rejection,
+    Signal,
+)
 
 __all__ = [
     "Evaluation",
@@ -84,6 +93,7 @@ class ReadOnlyExchange(ExchangeAdapter):
         self._inner = inner
         self.name = inner.name
         self.resend_guard_seconds = inner.resend_guard_seconds
+        self.categories = inner.categories
 
     async def get_instrument(self, category: Category, symbol: str) -> Instrument:
         return await self._inner.get_instrument(category, symbol)
@@ -94,14 +104,23 @@ class ReadOnlyExchange(ExchangeAdapter):
     async def get_balance(self, coin: str) -> Balance:
         return await self._inner.get_balance(coin)
 
+    async def get_position_mode(self, category: Category, symbol: str) -> PositionMode:
+        return await self._inner.get_position_mode(category, symbol)
+
+    async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates | None:
+        return await self._inner.get_fee_rates(category, symbol)
+
+    async def get_leverage(self, category: Category, symbol: str) -> Decimal | None:
+        return await self._inner.get_leverage(category, symbol)
+
     async def get_order(
         self, category: Category, symbol: str, client_order_id: str
-    ) -> ExchangeOrder | None:
+    ) -> OrderReport | None:
         return await self._inner.get_order(category, symbol, client_order_id)
 
     async def list_open_orders(
         self, category: Category, symbol: str | None = None
-    ) -> list[ExchangeOrder]:
+    ) -> list[OrderReport]:
         return await self._inner.list_open_orders(category, symbol)
 
     async def place_order(self, request: OrderRequest) -> PlacedOrder:
@@ -270,7 +289,7 @@ async def preview(service: Service, signal_payload: bytes | Mapping[str, Any]) -
     return result
 
 
-async def _discard(_message: Mapping[str, Any]) -> None:
+async def _discard(_reports: Sequence[Report]) -> None:
     """A preview's exchange never places orders, so it has no order updates to publish."""
 
 
@@ -331,7 +350,7 @@ async def standalone_previewer(
             f"OM_EXCHANGE={settings.exchange!r} is not provided by any enabled plugin "
             f"(available: {known})"
         )
-    adapter = factories[settings.exchange][1](ExchangeContext(publish_order_update=_discard))
+    adapter = factories[settings.exchange][1](ExchangeContext(publish_reports=_discard))
     read_only = ReadOnlyExchange(adapter)
     max_age = timedelta(seconds=settings.max_signal_age_seconds)
     await adapter.start()

@@ -1,4 +1,8 @@
-"""EventSubscriber: the bus handler for ``ws-gateway.order``."""
+"""EventSubscriber: the bus handler for ``ws-gateway.order``.
+
+The configured exchange plugin decodes each message into neutral reports
+(``ExchangeAdapter.decode_stream``); the engine checks they fit its tables and applies them.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from om_core.engine.consumer import retry_transient
 from om_core.messaging.base import DeadLetter, Message
 from om_core.updates.apply import Applied, UpdateApplier
-from om_core.updates.parse import (
-    ControlMessage,
+from om_core.updates.validate import check_reports
+from om_plugins.reports import (
     ExecutionReport,
-    InvalidUpdate,
+    InvalidReport,
     OrderReport,
     Report,
-    parse_updates,
+    StreamGap,
 )
+
+#: Turns one message's body into reports (the exchange adapter's ``decode_stream``).
+Decode = Callable[[bytes], list[Report]]
 
 __all__ = ["EventSubscriber"]
 
@@ -26,11 +33,31 @@ class EventSubscriber:
     def __init__(
         self,
         applier: UpdateApplier,
+        decode: Decode,
         *,
         on_gateway_reconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._applier = applier
+        self._decode = decode
         self._on_reconnected = on_gateway_reconnected
+
+    def parse(self, body: bytes) -> list[Report]:
+        """The message's reports; raises :class:`DeadLetter` with the reason when it can
+        never be applied."""
+        try:
+            reports = self._decode(body)
+            if not isinstance(reports, list):
+                raise InvalidReport("the exchange plugin's decoder returned no list")
+            check_reports(reports)
+        except InvalidReport as exc:
+            log.warning("dead-lettering an order update: %s", exc)
+            raise DeadLetter(f"invalid order update: {exc}") from None
+        except Exception as exc:
+            # The decoder is a plugin's code: whatever it raises about this message, the
+            # message cannot be read, and retrying will not change that.
+            log.warning("dead-lettering an order update the decoder failed on: %r", exc)
+            raise DeadLetter(f"invalid order update: the decoder failed: {exc!r}") from None
+        return reports
 
     async def handle(self, message: Message) -> None:
         await self.process_bytes(message.body)
@@ -48,13 +75,12 @@ class EventSubscriber:
         parsed: list[tuple[int, list[Report]]] = []
         for index, message in enumerate(messages):
             try:
-                parsed.append((index, parse_updates(message.body)))
-            except InvalidUpdate as exc:
-                log.warning("dead-lettering an order update: %s", exc)
-                outcomes[index] = DeadLetter(f"invalid order update: {exc}")
-        reports = [r for _, rs in parsed for r in rs if not isinstance(r, ControlMessage)]
+                parsed.append((index, self.parse(message.body)))
+            except DeadLetter as exc:
+                outcomes[index] = exc
+        reports = [r for _, rs in parsed for r in rs if not isinstance(r, StreamGap)]
         together = len(reports) > 1 and all(
-            not isinstance(r, ControlMessage) for _, rs in parsed for r in rs
+            not isinstance(r, StreamGap) for _, rs in parsed for r in rs
         )
         if together:
             try:
@@ -77,20 +103,18 @@ class EventSubscriber:
         return outcomes
 
     async def process_bytes(self, body: bytes) -> list[Applied]:
-        try:
-            reports = parse_updates(body)
-        except InvalidUpdate as exc:
-            log.warning("dead-lettering an order update: %s", exc)
-            raise DeadLetter(f"invalid order update: {exc}") from None
-        return await self._apply(reports)
+        return await self._apply(self.parse(body))
 
     async def _apply(self, reports: list[Report]) -> list[Applied]:
         results: list[Applied] = []
         # Reports are applied one by one, each in its own transaction: a redelivery after a
         # failure halfway re-applies the first ones as no-ops.
         for report in reports:
-            if isinstance(report, ControlMessage):
-                log.warning("the WS-Gateway reconnected: orders may have changed unseen")
+            if isinstance(report, StreamGap):
+                log.warning(
+                    "the order stream was interrupted (%s): orders may have changed unseen",
+                    report.reason or "reconnected",
+                )
                 if self._on_reconnected is not None:
                     await self._on_reconnected()
                 continue

@@ -245,7 +245,8 @@ class EngineHarness:
     @property
     def paper(self) -> PaperExchange:
         """The paper exchange: ``orders``, ``create_calls``, ``position(symbol)``…"""
-        return self._started().paper
+        paper: PaperExchange = self._started().paper
+        return paper
 
     @property
     def pm(self) -> pluggy.PluginManager:

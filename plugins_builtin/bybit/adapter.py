@@ -33,7 +33,7 @@ from om_plugins import (
     DuplicateClientOrderId,
     ExchangeAdapter,
     ExchangeContext,
-    ExchangeOrder,
+    OrderReport as ExchangeOrder,
     ExchangeRejected,
     ExchangeUnavailable,
     Instrument,

@@ -17,7 +17,7 @@ from typing import Any
 from om_plugins import (
     Balance,
     Category,
-    ExchangeOrder,
+    OrderReport as ExchangeOrder,
     Instrument,
     OrderRequest,
     OrderType,

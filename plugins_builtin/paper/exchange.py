@@ -1,12 +1,13 @@
 """The simulated exchange behind ``OM_EXCHANGE=paper``.
 
-It behaves like a Bybit V5 linear (USDT perpetual) account in one-way mode:
+It behaves like a Bybit V5 linear (USDT perpetual) account in one-way mode, and reports in
+the SDK's neutral types (it has no wire format of its own):
 
 * **Market orders** fill at once, completely, ``slippage_bps`` worse than the current price
   (rounded to the tick against the trader), paying ``taker_fee_rate`` × value.
 * **Limit orders** that would cross the current price fill at once like market orders
-  (never worse than their limit), unless they are PostOnly — those are cancelled with
-  ``EC_PostOnlyWillTakeLiquidity``. Other limit orders rest and fill at their limit price
+  (never worse than their limit), unless they are PostOnly — those are cancelled
+  (``POST_ONLY_WOULD_TAKE``). Other limit orders rest and fill at their limit price
   when the simulated price reaches it (a buy when the price falls to or below it, a sell
   when it rises to or above it), paying ``maker_fee_rate``. IOC/FOK limits that cannot
   fill at once are cancelled.
@@ -14,16 +15,18 @@ It behaves like a Bybit V5 linear (USDT perpetual) account in one-way mode:
   produces ``PartiallyFilled`` orders; the unfilled rest of a market/IOC order is then
   cancelled, as is the rest of a FOK order (which then fills nothing).
 * **Reduce-only** orders never grow or flip the position; the part that would is
-  cancelled (``CancelByReduceOnly``). With no position to reduce they are refused (110017).
+  cancelled (``CANCELLED_REDUCE_ONLY``). With no position to reduce they are refused (110017,
+  ``REDUCE_ONLY_REJECTED``).
 * The **account** is one USDT wallet: fees and realised PnL of closed positions are booked
   into it; equity adds unrealised PnL; available balance is equity less initial margin
   (position value / ``leverage``) of open positions and resting orders.
 * Take-profit and stop-loss are accepted and reported but never trigger.
 * ``Rejected`` is only produced on demand, by :meth:`PaperExchange.reject_next_order`.
 
-Every order change is published through ``ExchangeContext.publish_order_update`` as a Bybit
-``order`` topic message, after the change (changes that queue while a publish awaits its
-confirm share the next message, as on Bybit). Requests are validated like Bybit does (see
+Every order change is published through ``ExchangeContext.publish_reports``, after the
+change: the executions it made, then the order's new state (changes that queue while a
+publish awaits its confirm share the next message, as on Bybit). Requests are validated like
+Bybit does, with Bybit's error codes and the neutral reason codes (see
 :mod:`plugins_builtin.paper.rules`); a reused ``client_order_id`` raises
 :class:`~om_plugins.DuplicateClientOrderId`.
 
@@ -39,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from om_plugins import (
@@ -48,13 +52,18 @@ from om_plugins import (
     ExchangeAdapter,
     ExchangeContext,
     ExchangeError,
-    ExchangeOrder,
-    ExchangePosition,
+    ExchangeReason,
     ExchangeRejected,
+    ExecutionReport,
+    Fee,
+    FeeRates,
     Instrument,
+    OrderReport,
     OrderRequest,
     OrderType,
     PlacedOrder,
+    PositionReport,
+    ReasonCode,
     Side,
     TimeInForce,
 )
@@ -70,7 +79,7 @@ from plugins_builtin.paper.rules import (
     validate_request,
 )
 from plugins_builtin.paper.settings import PaperInstrument, PaperSettings
-from plugins_builtin.paper.stream import OrderStream, now_ms, to_exchange_order
+from plugins_builtin.paper.stream import OrderStream, now, order_report
 
 __all__ = ["PaperExchange"]
 
@@ -91,7 +100,12 @@ def _instrument(symbol: str, rules: PaperInstrument) -> Instrument:
         max_market_qty=rules.max_market_qty,
         base_coin=rules.base_coin or symbol.removesuffix(SETTLE_COIN),
         quote_coin=SETTLE_COIN,
+        settle_coin=SETTLE_COIN,
     )
+
+
+def _reason(code: ReasonCode) -> ExchangeReason:
+    return ExchangeReason(code.value)
 
 
 class PaperExchange(ExchangeAdapter):
@@ -107,11 +121,11 @@ class PaperExchange(ExchangeAdapter):
         self._instruments = {s: _instrument(s, r) for s, r in self._rules.items()}
         self._prices = {s: p for s, p in settings.starting_prices().items() if s in self._rules}
         self._ledger = Ledger(settings.initial_balance, settings.leverage)
-        self._stream = OrderStream(context.publish_order_update)
+        self._stream = OrderStream(context.publish_reports)
         self._walk = PriceWalk(settings.walk_step_bps, settings.walk_seed)
         self._walk_task: asyncio.Task[None] | None = None
         self._fault: tuple[Exception, bool] | None = None
-        self._reject_reason: str | None = None
+        self._reject_reason: ExchangeReason | None = None
         #: Client order id of every ``place_order`` call, in call order, including calls that
         #: were refused, duplicated or failed.
         self.create_calls: list[str] = []
@@ -169,20 +183,25 @@ class PaperExchange(ExchangeAdapter):
         """
         self._fault = (exc, execute)
 
-    def reject_next_order(self, reason: str = "EC_Others") -> None:
+    def reject_next_order(
+        self,
+        reason: str = "EC_Others",
+        code: ReasonCode = ReasonCode.EXCHANGE_REJECTED,
+        message: str = "",
+    ) -> None:
         """Accept the next valid order, then reject it in the matching engine.
 
-        ``place_order`` returns normally and the order's only update is ``Rejected`` with
-        ``rejectReason = reason`` — the asynchronous refusal a real exchange can send after
-        acknowledging an order.
+        ``place_order`` returns normally and the order's only update is ``rejected`` with
+        ``reason`` as the exchange's code — the asynchronous refusal a real exchange can
+        send after acknowledging an order.
         """
-        self._reject_reason = reason
+        self._reject_reason = ExchangeReason(code.value, reason, message or reason)
 
-    async def list_positions(self, category: Category) -> list[ExchangePosition]:
+    async def list_positions(self, category: Category) -> list[PositionReport]:
         if category is not Category.LINEAR:
             return []
         return [
-            ExchangePosition(
+            PositionReport(
                 category=Category.LINEAR,
                 symbol=symbol,
                 size=pos.size,
@@ -192,6 +211,31 @@ class PaperExchange(ExchangeAdapter):
             for symbol, pos in sorted(self._ledger.positions.items())
             if pos.size
         ]
+
+    async def list_executions(
+        self,
+        category: Category,
+        symbol: str,
+        *,
+        client_order_id: str = "",
+        exchange_order_id: str = "",
+        since: datetime | None = None,
+    ) -> list[ExecutionReport]:
+        found = [
+            o
+            for o in self.orders.values()
+            if o.request.category is category
+            and o.request.symbol == symbol
+            and (not client_order_id or o.client_order_id == client_order_id)
+            and (not exchange_order_id or o.order_id == exchange_order_id)
+        ]
+        return [e for o in found for e in o.executions if since is None or e.executed_at >= since]
+
+    async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates | None:
+        return FeeRates(maker=self.settings.maker_fee_rate, taker=self.settings.taker_fee_rate)
+
+    async def get_leverage(self, category: Category, symbol: str) -> Decimal | None:
+        return self.settings.leverage
 
     def position(self, symbol: str) -> PaperPosition:
         """The simulated net position of ``symbol`` (a copy)."""
@@ -234,12 +278,12 @@ class PaperExchange(ExchangeAdapter):
 
     async def get_order(
         self, category: Category, symbol: str, client_order_id: str
-    ) -> ExchangeOrder | None:
+    ) -> OrderReport | None:
         order = self.orders.get(client_order_id)
         # Like Bybit, a lookup under another symbol or category finds nothing.
         if order is None or order.request.symbol != symbol or order.request.category != category:
             return None
-        return to_exchange_order(order)
+        return order_report(order)
 
     async def cancel_order(self, category: Category, symbol: str, client_order_id: str) -> None:
         order = self.orders.get(client_order_id)
@@ -249,15 +293,22 @@ class PaperExchange(ExchangeAdapter):
             or order.request.category != category
             or not order.is_open
         ):
-            raise ExchangeRejected("order not exists or too late to cancel", code=ORDER_NOT_FOUND)
-        order.finish(OrderStatus.CANCELLED, cancel_type="CancelByUser")
-        order.touch(now_ms())
+            raise ExchangeRejected(
+                "order not exists or too late to cancel",
+                code=ORDER_NOT_FOUND,
+                reason_code=ReasonCode.ORDER_NOT_FOUND,
+            )
+        order.finish(
+            OrderStatus.CANCELLED,
+            reason=ExchangeReason(ReasonCode.CANCELLED_BY_USER.value, "CancelByUser"),
+        )
+        order.touch(now())
         self._stream.report(order)
         await self._stream.flush()
 
     async def list_open_orders(
         self, category: Category, symbol: str | None = None
-    ) -> list[ExchangeOrder]:
+    ) -> list[OrderReport]:
         found = [
             o
             for o in self._open_orders()
@@ -265,42 +316,49 @@ class PaperExchange(ExchangeAdapter):
         ]
         # Bybit lists the newest first (reversed first so that equal timestamps also are).
         found.reverse()
-        found.sort(key=lambda o: o.created_ms, reverse=True)
-        return [to_exchange_order(o) for o in found]
+        found.sort(key=lambda o: o.created_at, reverse=True)
+        return [order_report(o) for o in found]
 
     # -- placing ----------------------------------------------------------------------------
 
     def _lookup(self, category: Category, symbol: str) -> Instrument:
         instrument = self._instruments.get(symbol)
         if instrument is None or category is not Category.LINEAR:
-            raise params_error(f"symbol invalid: {category.value} {symbol}")
+            raise params_error(
+                f"symbol invalid: {category.value} {symbol}", ReasonCode.SYMBOL_NOT_TRADING
+            )
         return instrument
 
     async def _place(self, request: OrderRequest) -> PlacedOrder:
         if request.client_order_id in self.orders:
-            raise DuplicateClientOrderId("OrderLinkedID is duplicate", code=DUPLICATE_ORDER_LINK_ID)
+            raise DuplicateClientOrderId(
+                "OrderLinkedID is duplicate",
+                code=DUPLICATE_ORDER_LINK_ID,
+                reason_code=ReasonCode.DUPLICATE_ORDER,
+            )
         instrument = self._lookup(request.category, request.symbol)
         mark = self._prices[request.symbol]
         validate_request(request, instrument, self._rules[request.symbol], mark)
         self._check_position_rules(request, mark)
 
-        created = now_ms()
+        created = now()
         order = PaperOrder(
             order_id=str(uuid.uuid4()),
             request=request,
             instrument=instrument,
-            created_ms=created,
-            updated_ms=created,
+            created_at=created,
+            updated_at=created,
             last_price_on_created=mark,
         )
         self.orders[request.client_order_id] = order
         self._live[request.client_order_id] = order
         reject_reason, self._reject_reason = self._reject_reason, None
+        made = len(order.executions)
         if reject_reason is not None:
-            order.finish(OrderStatus.REJECTED, reject_reason=reject_reason)
+            order.finish(OrderStatus.REJECTED, reason=reject_reason)
         else:
             self._match_new(order)
-        self._stream.report(order)
+        self._stream.report(order, order.executions[made:])
         await self._stream.flush()
         return PlacedOrder(exchange_order_id=order.order_id, client_order_id=order.client_order_id)
 
@@ -312,11 +370,13 @@ class PaperExchange(ExchangeAdapter):
                 raise ExchangeRejected(
                     "current position is zero, cannot fix reduce-only order qty",
                     code=REDUCE_ONLY_ZERO,
+                    reason_code=ReasonCode.REDUCE_ONLY_REJECTED,
                 )
             if (size > 0) == (signed > 0):
                 raise ExchangeRejected(
                     "reduce-only order has same side with current position",
                     code=REDUCE_ONLY_ZERO,
+                    reason_code=ReasonCode.REDUCE_ONLY_REJECTED,
                 )
             return
         price = request.price if request.order_type is OrderType.LIMIT else mark
@@ -325,7 +385,11 @@ class PaperExchange(ExchangeAdapter):
         if added == 0:
             return
         if self._available(extra_value=added * price) < 0:
-            raise ExchangeRejected("ab not enough for new order", code=INSUFFICIENT_BALANCE)
+            raise ExchangeRejected(
+                "ab not enough for new order",
+                code=INSUFFICIENT_BALANCE,
+                reason_code=ReasonCode.INSUFFICIENT_BALANCE,
+            )
 
     def _open_orders(self) -> list[PaperOrder]:
         """Every open order, oldest first; closed ones never reopen, so they are forgotten."""
@@ -364,10 +428,10 @@ class PaperExchange(ExchangeAdapter):
         marketable = mark <= req.price if req.side is Side.BUY else mark >= req.price
         if not marketable:
             if tif in (TimeInForce.IOC, TimeInForce.FOK):
-                order.finish(OrderStatus.CANCELLED, reject_reason="EC_NoImmediateQtyToFill")
+                order.finish(OrderStatus.CANCELLED, reason=_reason(ReasonCode.NO_IMMEDIATE_FILL))
             return  # rests as New
         if tif is TimeInForce.POST_ONLY:
-            order.finish(OrderStatus.CANCELLED, reject_reason="EC_PostOnlyWillTakeLiquidity")
+            order.finish(OrderStatus.CANCELLED, reason=_reason(ReasonCode.POST_ONLY_WOULD_TAKE))
             return
         # Taking liquidity, but never at a worse price than the limit.
         price = min(slipped, req.price) if req.side is Side.BUY else max(slipped, req.price)
@@ -379,18 +443,18 @@ class PaperExchange(ExchangeAdapter):
         wanted = order.remaining_qty
         depth = self._depth(order)
         if tif is TimeInForce.FOK and depth < wanted:
-            order.finish(OrderStatus.CANCELLED, reject_reason="EC_CancelForNoFullFill")
+            order.finish(OrderStatus.CANCELLED, reason=_reason(ReasonCode.NOT_FULLY_FILLED))
             return
-        self._execute(order, min(wanted, depth), price, self.settings.taker_fee_rate)
+        self._execute(order, min(wanted, depth), price, self.settings.taker_fee_rate, maker=False)
         if order.status is OrderStatus.PARTIALLY_FILLED and tif is not TimeInForce.GTC:
-            order.finish(OrderStatus.CANCELLED, reject_reason="EC_CancelForNoFullFill")
+            order.finish(OrderStatus.CANCELLED, reason=_reason(ReasonCode.NOT_FULLY_FILLED))
 
     def _match_resting(self, symbol: str) -> None:
         """Fill the resting limit orders of ``symbol`` that the current price reaches."""
         mark = self._prices[symbol]
         resting = sorted(
             (o for o in self._open_orders() if o.request.symbol == symbol),
-            key=lambda o: o.created_ms,
+            key=lambda o: o.created_at,
         )
         for order in resting:
             limit = order.request.price
@@ -400,14 +464,17 @@ class PaperExchange(ExchangeAdapter):
             if not reached:
                 continue
             qty = min(order.remaining_qty, self._depth(order))
-            self._execute(order, qty, limit, self.settings.maker_fee_rate)
-            self._stream.report(order)
+            made = len(order.executions)
+            self._execute(order, qty, limit, self.settings.maker_fee_rate, maker=True)
+            self._stream.report(order, order.executions[made:])
 
     def _depth(self, order: PaperOrder) -> Decimal:
         cap = self._rules[order.request.symbol].max_fill_qty
         return order.remaining_qty if cap is None else cap
 
-    def _execute(self, order: PaperOrder, qty: Decimal, price: Decimal, fee_rate: Decimal) -> None:
+    def _execute(
+        self, order: PaperOrder, qty: Decimal, price: Decimal, fee_rate: Decimal, *, maker: bool
+    ) -> None:
         """Book a fill of up to ``qty`` at ``price`` and update the order's status.
 
         A reduce-only order fills at most the current position; the rest is cancelled.
@@ -420,6 +487,7 @@ class PaperExchange(ExchangeAdapter):
             closable = abs(size) if opposite else Decimal(0)
             if closable < qty:
                 qty, reduce_cut = closable, True
+        at = now()
         if qty > 0:
             value = qty * price
             fee = value * fee_rate
@@ -428,9 +496,28 @@ class PaperExchange(ExchangeAdapter):
             order.cum_value += value
             order.cum_fee += fee
             order.closed_pnl += realized
-        order.touch(now_ms())
+            order.executions.append(
+                ExecutionReport(
+                    exec_id=str(uuid.uuid4()),
+                    exchange_order_id=order.order_id,
+                    client_order_id=req.client_order_id,
+                    category=req.category,
+                    symbol=req.symbol,
+                    side=req.side,
+                    qty=qty,
+                    price=price,
+                    executed_at=at,
+                    fee=Fee(fee, order.instrument.quote_coin),
+                    value=value,
+                    is_maker=maker,
+                    order_qty=req.qty,
+                    leaves_qty=req.qty - order.cum_qty,
+                    order_type=req.order_type,
+                )
+            )
+        order.touch(at)
         if reduce_cut:
-            order.finish(OrderStatus.CANCELLED, cancel_type="CancelByReduceOnly")
+            order.finish(OrderStatus.CANCELLED, reason=_reason(ReasonCode.CANCELLED_REDUCE_ONLY))
         elif order.remaining_qty == 0:
             order.finish(OrderStatus.FILLED)
         elif order.cum_qty > 0:

@@ -1,27 +1,23 @@
-"""Orders as the paper exchange keeps them."""
+"""Orders as the paper exchange keeps them, and what happened to them."""
 
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
-from om_plugins import Instrument, OrderRequest, OrderType, TimeInForce
+from om_plugins import (
+    ExchangeReason,
+    ExecutionReport,
+    Instrument,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
 
 __all__ = ["OPEN_STATUSES", "OrderStatus", "PaperOrder"]
-
-
-class OrderStatus(StrEnum):
-    """Bybit V5 ``orderStatus`` values the paper exchange uses."""
-
-    NEW = "New"
-    PARTIALLY_FILLED = "PartiallyFilled"
-    FILLED = "Filled"
-    #: In derivatives a cancelled order may have executed part of its quantity.
-    CANCELLED = "Cancelled"
-    REJECTED = "Rejected"
-
 
 OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
 
@@ -33,17 +29,17 @@ class PaperOrder:
     order_id: str
     request: OrderRequest
     instrument: Instrument
-    created_ms: int
-    updated_ms: int
+    created_at: datetime
+    updated_at: datetime
     last_price_on_created: Decimal
     status: OrderStatus = OrderStatus.NEW
     cum_qty: Decimal = Decimal(0)
     cum_value: Decimal = Decimal(0)
     cum_fee: Decimal = Decimal(0)
     closed_pnl: Decimal = Decimal(0)
-    #: Bybit's ``cancelType`` (why it was cancelled) and ``rejectReason``.
-    cancel_type: str = "UNKNOWN"
-    reject_reason: str = "EC_NoError"
+    #: Why it was cancelled or rejected.
+    reason: ExchangeReason | None = None
+    executions: list[ExecutionReport] = field(default_factory=list)
 
     @property
     def client_order_id(self) -> str:
@@ -60,13 +56,13 @@ class PaperOrder:
 
     @property
     def leaves_qty(self) -> Decimal:
-        """Bybit's ``leavesQty``: what the order may still execute (0 once it is closed)."""
+        """What the order may still execute (0 once it is closed)."""
         return self.remaining_qty if self.is_open else Decimal(0)
 
     @property
     def time_in_force(self) -> TimeInForce:
         if self.request.order_type is OrderType.MARKET:
-            return TimeInForce.IOC  # Bybit runs every market order as IOC
+            return TimeInForce.IOC  # market orders run as IOC, as on Bybit
         return self.request.time_in_force or TimeInForce.GTC
 
     @property
@@ -87,15 +83,11 @@ class PaperOrder:
                 self.instrument.tick_size.scaleb(-4), decimal.ROUND_HALF_EVEN
             )
 
-    def finish(
-        self, status: OrderStatus, *, cancel_type: str = "", reject_reason: str = ""
-    ) -> None:
+    def finish(self, status: OrderStatus, *, reason: ExchangeReason | None = None) -> None:
         self.status = status
-        if cancel_type:
-            self.cancel_type = cancel_type
-        if reject_reason:
-            self.reject_reason = reject_reason
+        if reason is not None:
+            self.reason = reason
 
-    def touch(self, now_ms: int) -> None:
-        # Never let updatedTime go backwards, even if the wall clock does.
-        self.updated_ms = max(self.updated_ms, now_ms)
+    def touch(self, now: datetime) -> None:
+        # Never let the update time go backwards, even if the wall clock does.
+        self.updated_at = max(self.updated_at, now)

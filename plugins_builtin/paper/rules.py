@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from om_plugins import Category, ExchangeRejected, Instrument, OrderRequest, OrderType
+from om_plugins import Category, ExchangeRejected, Instrument, OrderRequest, OrderType, ReasonCode
 from om_plugins.rounding import is_multiple
 from plugins_builtin.paper.settings import PaperInstrument
 
@@ -49,8 +49,8 @@ DUPLICATE_ORDER_LINK_ID = "110072"
 _ORDER_LINK_ID = re.compile(r"[0-9A-Za-z_-]{1,36}")
 
 
-def params_error(detail: str) -> ExchangeRejected:
-    return ExchangeRejected(f"params error: {detail}", code=PARAMS_ERROR)
+def params_error(detail: str, reason: ReasonCode = ReasonCode.INVALID_QTY) -> ExchangeRejected:
+    return ExchangeRejected(f"params error: {detail}", code=PARAMS_ERROR, reason_code=reason)
 
 
 def validate_request(
@@ -58,13 +58,19 @@ def validate_request(
 ) -> None:
     """Raise ``ExchangeRejected`` if Bybit would refuse ``request``; return if it is valid."""
     if request.category is not Category.LINEAR:
-        raise params_error(f"category {request.category.value} is not supported")
+        raise params_error(
+            f"category {request.category.value} is not supported", ReasonCode.SYMBOL_NOT_TRADING
+        )
     if not _ORDER_LINK_ID.fullmatch(request.client_order_id):
         raise params_error(
-            f"orderLinkId must be 1-36 characters of [0-9A-Za-z_-], got {request.client_order_id!r}"
+            "orderLinkId must be 1-36 characters of [0-9A-Za-z_-], "
+            f"got {request.client_order_id!r}",
+            ReasonCode.EXCHANGE_REJECTED,
         )
     if request.position_idx != 0:
-        raise params_error("position idx not match position mode (one-way mode only)")
+        raise params_error(
+            "position idx not match position mode (one-way mode only)", ReasonCode.POSITION_MODE
+        )
 
     qty = request.qty
     if not qty.is_finite() or qty <= 0:
@@ -88,13 +94,14 @@ def validate_request(
     price = mark
     if request.order_type is OrderType.LIMIT:
         if request.price is None:
-            raise params_error("price is required for limit orders")
+            raise params_error("price is required for limit orders", ReasonCode.INVALID_PRICE)
         price = request.price
         if not price.is_finite() or price <= 0:
-            raise params_error(f"price must be positive, got {price}")
+            raise params_error(f"price must be positive, got {price}", ReasonCode.INVALID_PRICE)
         if not is_multiple(price, instrument.tick_size):
             raise params_error(
-                f"price {price} is not a multiple of tickSize {instrument.tick_size}"
+                f"price {price} is not a multiple of tickSize {instrument.tick_size}",
+                ReasonCode.INVALID_PRICE,
             )
         low = rules.min_price if rules.min_price is not None else instrument.tick_size
         if price < low or (rules.max_price is not None and price > rules.max_price):
@@ -102,6 +109,7 @@ def validate_request(
                 f"Order price is out of permissible range: {price} not in "
                 f"[{low}, {rules.max_price if rules.max_price is not None else '∞'}]",
                 code=PRICE_OUT_OF_RANGE,
+                reason_code=ReasonCode.PRICE_OUT_OF_RANGE,
             )
 
     value = qty * price
@@ -110,4 +118,5 @@ def validate_request(
             f"Order does not meet minimum order value {instrument.min_notional}"
             f"{instrument.quote_coin}: {value}",
             code=VALUE_BELOW_MINIMUM,
+            reason_code=ReasonCode.MIN_NOTIONAL,
         )

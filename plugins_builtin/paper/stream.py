@@ -1,187 +1,93 @@
-"""Order updates in Bybit V5's private ``order`` topic shape, and their in-order delivery.
+"""The paper exchange's order stream: neutral reports, delivered in order.
 
-The paper exchange reports through ``ExchangeContext.publish_order_update`` exactly what a
-WS-Gateway forwarding Bybit's stream would: ``{"id", "topic": "order", "creationTime",
-"data": [...]}`` with every number as a string and ``""`` for a number that has no value.
+Every change of an order is reported the way an exchange's private stream would: the
+executions it made (one :class:`~om_plugins.ExecutionReport` each) and then the order's
+new state (an :class:`~om_plugins.OrderReport` with cumulative figures), published through
+``ExchangeContext.publish_reports`` onto ``ws-gateway.order``.
 """
 
 from __future__ import annotations
 
-import decimal
 import itertools
 import logging
-import time
-import uuid
 from collections import deque
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
 
-from om_plugins import ExchangeOrder, OrderType, Side
-from om_plugins.exchange import PublishOrderUpdate
-from om_plugins.rounding import is_multiple
+from om_plugins import ExecutionReport, Fee, OrderReport, OrderType, Report
+from om_plugins.exchange import PublishReports
 from plugins_builtin.paper.orders import PaperOrder
 
-__all__ = ["OrderStream", "fmt", "now_ms", "order_item", "to_exchange_order"]
+__all__ = ["MAX_ITEMS", "OrderStream", "now", "order_report"]
 
 logger = logging.getLogger(__name__)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def now() -> datetime:
+    # Millisecond precision, like an exchange's timestamps.
+    at = datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
-def fmt(value: Decimal | None, grid: Decimal | None = None) -> str:
-    """A Decimal as Bybit writes it: plain notation, on ``grid``'s decimals when given.
-
-    ``None`` becomes ``""``. Without a grid, trailing zeros are dropped (``"60.03"``).
-    """
-    if value is None:
-        return ""
-    if value == 0:
-        value = abs(value)  # never "-0"
-    with decimal.localcontext() as ctx:
-        ctx.prec = 100
-        if grid is not None and is_multiple(value, grid):
-            return f"{value.quantize(grid):f}"
-        text = f"{value:f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
-
-
-def _ms_to_datetime(ms: int) -> datetime:
-    seconds, millis = divmod(ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
-
-
-def order_item(order: PaperOrder) -> dict[str, Any]:
-    """One element of the ``data`` array, describing ``order`` as it is now."""
+def order_report(order: PaperOrder) -> OrderReport:
+    """``order`` as it is now."""
     req = order.request
-    inst = order.instrument
-    tick, step = inst.tick_size, inst.qty_step
-    limit_price = req.price if req.order_type is OrderType.LIMIT else None
-    leaves = order.leaves_qty
-    leaves_value = leaves * limit_price if limit_price is not None else Decimal(0)
-    has_tpsl = req.take_profit is not None or req.stop_loss is not None
-    return {
-        "category": req.category.value,
-        "symbol": req.symbol,
-        "orderId": order.order_id,
-        "orderLinkId": req.client_order_id,
-        "parentOrderLinkId": "",
-        "isLeverage": "",
-        "blockTradeId": "",
-        "price": fmt(limit_price, tick),
-        "brokerOrderPrice": "",
-        "qty": fmt(req.qty, step),
-        "side": "Buy" if req.side is Side.BUY else "Sell",
-        "positionIdx": req.position_idx,
-        "orderStatus": order.status.value,
-        "createType": "CreateByUser",
-        "cancelType": order.cancel_type,
-        "rejectReason": order.reject_reason,
-        "avgPrice": fmt(order.avg_price, tick),
-        "leavesQty": fmt(leaves, step),
-        "leavesValue": fmt(leaves_value),
-        "cumExecQty": fmt(order.cum_qty, step),
-        "cumExecValue": fmt(order.cum_value),
-        "cumExecFee": fmt(order.cum_fee),
-        "closedPnl": fmt(order.closed_pnl),
-        "feeCurrency": "",
-        "timeInForce": order.time_in_force.value,
-        "orderType": "Limit" if limit_price is not None else "Market",
-        "stopOrderType": "",
-        "ocoTriggerBy": "",
-        "orderIv": "",
-        "marketUnit": "",
-        "slippageToleranceType": "UNKNOWN",
-        "slippageTolerance": "",
-        "triggerPrice": "",
-        "takeProfit": fmt(req.take_profit, tick),
-        "stopLoss": fmt(req.stop_loss, tick),
-        "tpslMode": "Full" if has_tpsl else "",
-        "tpLimitPrice": "",
-        "slLimitPrice": "",
-        "tpTriggerBy": "LastPrice" if req.take_profit is not None else "",
-        "slTriggerBy": "LastPrice" if req.stop_loss is not None else "",
-        "triggerDirection": 0,
-        "triggerBy": "",
-        "lastPriceOnCreated": fmt(order.last_price_on_created, tick),
-        "reduceOnly": req.reduce_only,
-        "closeOnTrigger": False,
-        "placeType": "",
-        "smpType": "None",
-        "smpGroup": 0,
-        "smpOrderId": "",
-        "createdTime": str(order.created_ms),
-        "updatedTime": str(order.updated_ms),
-        "cumFeeDetail": {inst.quote_coin: fmt(order.cum_fee)} if order.cum_fee else {},
-        "rpiTakerAccess": False,
-        "rpiMatchedQty": "0",
-    }
-
-
-def to_exchange_order(order: PaperOrder) -> ExchangeOrder:
-    req = order.request
-    return ExchangeOrder(
+    fee_coin = order.instrument.quote_coin
+    return OrderReport(
         exchange_order_id=order.order_id,
         client_order_id=req.client_order_id,
-        symbol=req.symbol,
         category=req.category,
+        symbol=req.symbol,
         side=req.side,
-        order_type=req.order_type,
-        status=order.status.value,
+        status=order.status,
         qty=req.qty,
+        order_type=req.order_type,
         price=req.price if req.order_type is OrderType.LIMIT else None,
         filled_qty=order.cum_qty,
+        filled_value=order.cum_value,
         avg_price=order.avg_price,
-        cum_exec_value=order.cum_value,
-        cum_exec_fee=order.cum_fee,
-        created_at=_ms_to_datetime(order.created_ms),
-        updated_at=_ms_to_datetime(order.updated_ms),
-        reject_reason="" if order.reject_reason == "EC_NoError" else order.reject_reason,
-        raw=order_item(order),
+        fees=(Fee(order.cum_fee, fee_coin),) if order.cum_fee else (),
+        leaves_qty=order.leaves_qty,
+        time_in_force=order.time_in_force,
+        reduce_only=req.reduce_only,
+        position_idx=req.position_idx,
+        take_profit=req.take_profit,
+        stop_loss=req.stop_loss,
+        reason=order.reason,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
     )
 
 
-#: Most order updates the paper exchange puts in one stream message.
+#: Most reports the paper exchange puts in one stream message.
 MAX_ITEMS = 50
 
 
 class OrderStream:
-    """Publishes order updates in the order the state changes happened.
+    """Publishes reports in the order the state changes happened.
 
-    State changes only *queue* a snapshot (:meth:`report`), synchronously, so a snapshot
-    always follows the change it describes; :meth:`flush` then sends the queue. Only one
-    flush sends at a time — a flush started while another is sending returns at once and
-    the running one delivers its messages too, so no message overtakes an earlier one and a
-    publisher that calls back into the exchange cannot deadlock.
+    State changes only *queue* reports (:meth:`report`), synchronously, so a report always
+    follows the change it describes; :meth:`flush` then sends the queue. Only one flush sends
+    at a time — a flush started while another is sending returns at once and the running one
+    delivers its reports too, so no message overtakes an earlier one and a publisher that
+    calls back into the exchange cannot deadlock.
 
-    Changes queued while a publish awaits its confirm go out together in the next message,
-    as Bybit pushes several orders in one message (``data`` is a list; at most
-    :data:`MAX_ITEMS` here).
+    Reports queued while a publish awaits its confirm go out together in the next message,
+    as an exchange pushes several in one message (at most :data:`MAX_ITEMS` here).
 
     A publish that raises is logged and the message dropped: the exchange's own state is
     already correct and the engine reconciles by looking orders up. A flush that is
     cancelled mid-publish keeps the message and sends it again with the next flush.
     """
 
-    def __init__(self, publish: PublishOrderUpdate) -> None:
+    def __init__(self, publish: PublishReports) -> None:
         self._publish = publish
-        self._pending: deque[Mapping[str, Any]] = deque()
+        self._pending: deque[Report] = deque()
         self._flushing = False
 
-    def report(self, order: PaperOrder) -> None:
-        self._pending.append(
-            {
-                "id": str(uuid.uuid4()),
-                "topic": "order",
-                "creationTime": now_ms(),
-                "data": [order_item(order)],
-            }
-        )
+    def report(self, order: PaperOrder, executions: list[ExecutionReport] | None = None) -> None:
+        """Queue ``executions`` (just made) and then the order's new state."""
+        self._pending.extend(executions or ())
+        self._pending.append(order_report(order))
 
     @property
     def pending(self) -> int:
@@ -194,17 +100,12 @@ class OrderStream:
         try:
             while self._pending:
                 queued = list(itertools.islice(self._pending, MAX_ITEMS))
-                message = queued[0]
-                if len(queued) > 1:
-                    message = {**message, "data": [item for m in queued for item in m["data"]]}
                 try:
-                    await self._publish(message)
+                    await self._publish(queued)
                 except Exception:
                     logger.exception(
-                        "paper exchange: publishing updates of orders %s failed; dropped",
-                        ", ".join(
-                            f"{i['orderLinkId']} ({i['orderStatus']})" for i in message["data"]
-                        ),
+                        "paper exchange: publishing reports of orders %s failed; dropped",
+                        ", ".join(sorted({getattr(r, "client_order_id", "") for r in queued})),
                     )
                 for _ in queued:
                     self._pending.popleft()

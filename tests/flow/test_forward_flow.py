@@ -240,18 +240,32 @@ async def test_a_definitive_exchange_rejection_is_stored_and_published(
 
     async with running(*urls) as stack:
         stack.paper.fail_next_place(
-            ExchangeRejected("Insufficient balance", code="110007"), execute=False
+            ExchangeRejected(
+                "Insufficient balance", code="110007", reason_code="INSUFFICIENT_BALANCE"
+            ),
+            execute=False,
         )
         await stack.publish(sig("broke"))
         row = await stack.outcome("broke")
         assert row.status == "rejected"
-        assert row.reasons[0]["code"] == "110007"
+        assert row.reasons[0]["code"] == "INSUFFICIENT_BALANCE"
+        assert row.reasons[0]["details"] == {"exchange_code": "110007"}
         [order] = await stack.orders("broke")
-        assert (order.status, order.reject_code) == ("rejected", "110007")
+        assert (order.status, order.reject_code) == ("rejected", "INSUFFICIENT_BALANCE")
+        assert (order.exchange_code, order.exchange_message) == ("110007", "Insufficient balance")
         assert order.reject_reason == "Insufficient balance"
         [event] = await stack.events(1)
         assert event["event_type"] == "order.rejected"
-        assert event["order"]["reject_reason"] == "Insufficient balance"
+        assert event["order"]["reject_code"] == "INSUFFICIENT_BALANCE"
+        assert event["order"]["exchange_code"] == "110007"
+        assert event["order"]["exchange_message"] == "Insufficient balance"
+
+        # An exchange code the adapter has no neutral word for keeps its own beside it.
+        stack.paper.fail_next_place(ExchangeRejected("odd", code="99999"), execute=False)
+        await stack.publish(sig("odd"))
+        assert (await stack.outcome("odd")).reasons[0]["code"] == "EXCHANGE_REJECTED"
+        [order] = await stack.orders("odd")
+        assert (order.reject_code, order.exchange_code) == ("EXCHANGE_REJECTED", "99999")
 
 
 async def test_exchange_unavailable_is_retried_and_a_stale_signal_is_never_sent(
