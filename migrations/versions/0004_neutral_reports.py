@@ -35,7 +35,7 @@ def upgrade() -> None:
     op.add_column("orders", sa.Column("exchange_message", sa.Text(), nullable=True))
     op.add_column(
         "orders",
-        sa.Column("position_pending", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("awaiting_report", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
 
     op.add_column("fills", sa.Column("value", DecimalType(), nullable=False, server_default="0"))
@@ -131,5 +131,5 @@ def downgrade() -> None:
         ):
             batch.drop_column(name)
     with op.batch_alter_table("orders") as batch:
-        for name in ("position_pending", "exchange_message", "exchange_code", "fees", "qty_unit"):
+        for name in ("awaiting_report", "exchange_message", "exchange_code", "fees", "qty_unit"):
             batch.drop_column(name)

@@ -118,9 +118,10 @@ class Order(SQLModel, table=True):
     reject_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     exchange_code: str | None = Field(default=None, max_length=64)
     exchange_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
-    #: An order placed elsewhere whose position side is not known yet (hedge mode, only its
-    #: executions seen): its fills wait for the order report to reach a position.
-    position_pending: bool = False
+    #: An order placed elsewhere, seen only through its executions so far: its quantity may
+    #: be unknown (``qty`` 0) and, in hedge mode, which position side it trades, so its
+    #: fills wait for the order report to reach a position.
+    awaiting_report: bool = False
     #: Placed by hand or by another system on the same account: no signal.
     is_external: bool = False
     submit_attempts: int = 0

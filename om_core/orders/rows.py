@@ -37,7 +37,7 @@ _NEW_ORDER: dict[str, Any] = {
     "exchange_code": None,
     "exchange_message": None,
     "is_external": False,
-    "position_pending": False,
+    "awaiting_report": False,
     "lookup_misses": 0,
     "exchange_updated_ms": None,
 }

@@ -240,15 +240,15 @@ class UpdateApplier:
 
     async def _prepare(self, reports: Iterable[ExchangeReport]) -> _Batch:
         """Exchange reads, before any lock is taken: the instruments whose coins settle
-        fees, and the position mode for executions of orders that may be unknown."""
+        fees, and the position mode (orders placed elsewhere and seen first through their
+        executions need it). Both are cached by the exchange side."""
         rows = _Batch()
         for r in reports:
             key = (r.category, r.symbol)
             if key not in rows.instruments:
                 rows.instruments[key] = await self._instruments.find(*key)
             if (
-                isinstance(r, ExecutionReport)
-                and self._position_mode is not None
+                self._position_mode is not None
                 and r.category is not Category.SPOT
                 and key not in rows.modes
             ):
@@ -359,9 +359,10 @@ class UpdateApplier:
         fill.value += delta.value
         fill.fee_settled += delta.fees_settled
         fill.price = average_price(fill.qty, fill.value, inverse=inverse, contract_size=size)
-        # One row per order holds every currency's gap: the dominant one is kept on it.
-        fee_currency, fee_amount = _main_fee(_fee_map(order.fees), booked.fees)
-        fill.fee, fill.fee_currency = fee_amount, fee_currency
+        # One row per order holds the gap; its fee is in one currency (the largest gap's).
+        if not fill.fee_currency and fees:
+            fill.fee_currency = _main_fee(fees, {})[0]
+        fill.fee += fees.get(fill.fee_currency, _ZERO)
         booked.add(delta)
         contribution_id = await self._contribute(session, order, delta, rows)
         if contribution_id is not None and fill.contribution_id is None:
@@ -396,7 +397,7 @@ class UpdateApplier:
             fees={e.fee.currency: e.fee.amount} if e.fee is not None and e.fee.amount else {},
         )
         # The part of an inferred fill this execution stands for is taken out of it.
-        removed = _covered_part(booked.inferred, e.qty)
+        removed = _covered_part(booked.inferred, e.qty, instrument)
         filled_after = max(order.filled_qty, booked.qty + real.qty - removed.qty)
         grew = filled_after > order.filled_qty
         reported = order_status_after(order, filled_after) if grew else OrderStatus(order.status)
@@ -480,7 +481,7 @@ class UpdateApplier:
     async def _contribute(
         self, session: AsyncSession, order: Order, delta: TradeDelta, rows: _Batch
     ) -> int | None:
-        if order.position_pending or delta.empty:
+        if delta.empty or _side_unknown(order, rows):
             return None
         instrument = rows.instrument(order.category, order.symbol)
         _, size = _units(order.category, instrument)
@@ -522,12 +523,15 @@ class UpdateApplier:
     async def _settle_pending_position(
         self, session: AsyncSession, order: Order, r: OrderReport, rows: _Batch
     ) -> None:
-        """An order placed elsewhere whose fills waited for its position side: the order
-        report says it; they move the position now."""
-        if not order.position_pending:
+        """An order placed elsewhere, seen so far only through its executions: its order
+        report says what it is, and fills that waited for its position side move it now."""
+        if not order.awaiting_report:
             return
+        waited = _side_unknown(order, rows)
         order.position_idx = r.position_idx
-        order.position_pending = False
+        order.awaiting_report = False
+        if not waited:
+            return
         assert order.id is not None
         waiting = list(
             (
@@ -660,7 +664,8 @@ def order_status_after(order: Order, filled: Decimal) -> OrderStatus:
     """The status executions alone prove: filled once the order's quantity (in the same
     unit) has filled, else partially filled. Whether the rest was cancelled only the order
     report says."""
-    comparable = order.qty_unit != QtyUnit.QUOTE.value
+    # A quote-coin quantity, or one not known yet (0), cannot be compared with fills.
+    comparable = order.qty_unit != QtyUnit.QUOTE.value and order.qty > 0
     if comparable and filled >= order.qty:
         return OrderStatus.FILLED
     return OrderStatus.PARTIALLY_FILLED
@@ -737,21 +742,33 @@ def _refresh_external(order: Order, r: OrderReport) -> None:
     order.reduce_only = r.reduce_only
 
 
-def _covered_part(inferred: Fill | None, qty: Decimal) -> TradeDelta:
-    """The share of ``inferred`` an execution of ``qty`` stands for."""
+def _covered_part(
+    inferred: Fill | None, qty: Decimal, instrument: Instrument | None
+) -> TradeDelta:
+    """The share of ``inferred`` an execution of ``qty`` stands for (all of what is left of
+    it when the execution covers it: no rounding remains behind)."""
     if inferred is None or inferred.qty <= 0:
         return TradeDelta()
     covered = min(qty, inferred.qty)
     if covered == inferred.qty:
-        share = _ONE
+        fee, value, settled = inferred.fee, inferred.value, inferred.fee_settled
     else:
         share = covered / inferred.qty
-    fees = {inferred.fee_currency: quantize(inferred.fee * share)} if inferred.fee else {}
+        fee = quantize(inferred.fee * share)
+        value = quantize(inferred.value * share)
+        settled = quantize(inferred.fee_settled * share)
+    base_fee = _ZERO
+    if fee:
+        # Only whether the fee is in the base coin matters here, not the price.
+        base_fee = settle_fee(
+            Fee(fee, inferred.fee_currency), instrument, inferred.category, _ONE
+        )[1]
     return TradeDelta(
         qty=covered,
-        value=quantize(inferred.value * share),
-        fees_settled=quantize(inferred.fee_settled * share),
-        fees=fees,
+        value=value,
+        fees_settled=settled,
+        base_fee=base_fee,
+        fees={inferred.fee_currency: fee} if fee else {},
     )
 
 
@@ -787,9 +804,16 @@ def _scaled(delta: TradeDelta, share: Decimal) -> TradeDelta:
     )
 
 
+def _side_unknown(order: Order, rows: _Batch) -> bool:
+    """Executions do not say which side of a hedge-mode account they trade: an order seen
+    only through them waits for its order report to reach a position."""
+    mode = rows.modes.get((Category(order.category), order.symbol))
+    return order.awaiting_report and mode is PositionMode.HEDGE
+
+
 def _position_of(order: Order, rows: _Batch) -> Position | None:
     key = (order.category, order.symbol, order.position_idx)
-    return None if order.position_pending else rows.positions.get(key)
+    return None if _side_unknown(order, rows) else rows.positions.get(key)
 
 
 async def _leave_doubt(session: AsyncSession, order: Order, exchange_order_id: str) -> None:
@@ -898,11 +922,11 @@ def _external_order(report: ExchangeReport, rows: _Batch) -> Order:
         created = report.created_at
         reduce_only, idx = report.reduce_only, report.position_idx
     else:
-        qty, price, unit = report.order_qty or report.qty, None, QtyUnit.BASE.value
+        # 0: not known until the order report says (executions need not carry it).
+        qty, price, unit = report.order_qty or Decimal(0), None, QtyUnit.BASE.value
         order_type = report.order_type.value if report.order_type else "other"
         tif, created, reduce_only, idx = None, None, False, 0
-        # Executions do not say which side of a hedge-mode account they belong to.
-        pending = rows.modes.get((report.category, report.symbol)) is PositionMode.HEDGE
+        pending = True
     client_id = report.client_order_id or f"ext-{report.exchange_order_id}"[:36]
     now = utcnow()
     return Order(
@@ -920,7 +944,7 @@ def _external_order(report: ExchangeReport, rows: _Batch) -> Order:
         price=price,
         reduce_only=reduce_only,
         position_idx=idx,
-        position_pending=pending,
+        awaiting_report=pending,
         status=OrderStatus.SUBMITTED,
         is_external=True,
         created_at=created or now,

@@ -4,8 +4,6 @@ here really is one transaction."""
 
 from __future__ import annotations
 
-import functools
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,8 +15,8 @@ from om_core.db.types import utcnow
 from om_core.engine.processor import Incoming
 from om_core.messaging.base import Message
 from om_core.signals.contract import parse_signal
-from om_core.updates.parse import ExecutionReport, OrderReport, parse_updates
-from tests.flow.bybit_messages import example, order_object, stream
+from om_plugins import ExecutionReport, OrderReport
+from tests.flow.reports import execution, message, order
 from tests.flow.stack import Stack, running
 from tests.flow.test_reverse_flow import events_for, position, resting_order
 
@@ -37,18 +35,21 @@ def limit_buy(signal_id: str, symbol: str = "BTCUSDT") -> dict[str, Any]:
     }
 
 
-def reports(*messages: dict[str, Any]) -> list[OrderReport | ExecutionReport]:
-    parsed = [r for m in messages for r in parse_updates(json.dumps(m).encode())]
-    return [r for r in parsed if isinstance(r, OrderReport | ExecutionReport)]
-
-
-def partly_then_fully_filled(cid: str, oid: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Two stream items of one 0.010 order at 50,000: 0.004 filled, then all of it."""
-    item = functools.partial(order_object, link_id=cid, order_id=oid)
-    return (
-        item(status="PartiallyFilled", cum_qty="0.004", cum_value="200", cum_fee="0.04"),
-        item(status="Filled", cum_qty="0.010", cum_value="500", cum_fee="0.1"),
-    )
+def partly_then_fully_filled(cid: str, oid: str) -> list[OrderReport | ExecutionReport]:
+    """One 0.010 order at 50,000: an execution of 0.004 and its order report, then the rest."""
+    return [
+        execution(cid=cid, oid=oid, qty="0.004", price="50000", fee="0.04"),
+        order(
+            cid=cid,
+            oid=oid,
+            status="partially_filled",
+            filled="0.004",
+            value="200",
+            fees={"USDT": "0.04"},
+        ),
+        execution(cid=cid, oid=oid, qty="0.006", price="50000", fee="0.06"),
+        order(cid=cid, oid=oid, status="filled", filled="0.010", value="500", fees={"USDT": "0.1"}),
+    ]
 
 
 async def relationships(stack: Stack) -> list[SignalOrderRelationship]:
@@ -116,12 +117,17 @@ async def test_reports_of_one_order_in_one_batch_apply_in_order(urls: tuple[str,
         order = await resting_order(stack, "rb-1")
         cid, oid = order.client_order_id, order.exchange_order_id
         assert oid is not None
-        partial, filled = partly_then_fully_filled(cid, oid)
-        results = await stack.service.applier.apply_many(
-            reports(stream(partial), stream(filled), stream(filled))
-        )
-        assert [r.action for r in results] == ["applied", "applied", "ignored"]
-        assert [r.fill_qty for r in results[:2]] == [Decimal("0.004"), Decimal("0.006")]
+        story = partly_then_fully_filled(cid, oid)
+        results = await stack.service.applier.apply_many([*story, story[-1], story[0]])
+        assert [r.action for r in results] == [
+            "applied",  # the first execution
+            "ignored",  # its order report: nothing new
+            "applied",
+            "ignored",
+            "ignored",  # the order report again
+            "ignored",  # the first execution again
+        ]
+        assert [r.fill_qty for r in results[:3:2]] == [Decimal("0.004"), Decimal("0.006")]
         await stack.outbox_drained()
         assert await events_for(stack, cid) == [
             "order.created",
@@ -145,8 +151,7 @@ async def test_the_reports_of_one_message_apply_in_one_transaction(
         order = await resting_order(stack, "rb-2")
         cid, oid = order.client_order_id, order.exchange_order_id
         assert oid is not None
-        partial, filled = partly_then_fully_filled(cid, oid)
-        message = Message(json.dumps(stream(partial, filled)).encode())
+        body = Message(message(*partly_then_fully_filled(cid, oid)))
         engine = stack.service.db.sync_engine
         # The transactions that wrote fills (the relay may run its own meanwhile).
         writers: list[object] = []
@@ -157,7 +162,7 @@ async def test_the_reports_of_one_message_apply_in_one_transaction(
 
         sa_event.listen(engine, "before_cursor_execute", watch)
         try:
-            outcomes = await stack.service.event_subscriber.handle_batch([message])
+            outcomes = await stack.service.event_subscriber.handle_batch([body])
         finally:
             sa_event.remove(engine, "before_cursor_execute", watch)
         assert outcomes == [None]
@@ -172,16 +177,15 @@ async def test_the_reports_of_one_message_apply_in_one_transaction(
 async def test_an_external_order_and_a_repeated_execution_in_one_batch_count_once(
     urls: tuple[str, str],
 ) -> None:
-    execution = example("docs_ws_execution_stream_message.json")
-    fill = execution["data"][0]
+    fill = execution(cid="", oid="ext-1", qty="0.5", price="95900.1", side="sell", fee="26.4")
     async with running(*urls, consume=False) as stack:
-        results = await stack.service.applier.apply_many(reports(execution, execution))
+        results = await stack.service.applier.apply_many([fill, fill])
         assert [r.action for r in results] == ["applied", "ignored"]
         assert results[0].external and not results[1].external
         async with stack.service.sessions() as session:
             orders = (await session.exec(select(Order))).all()
             fills = (await session.exec(select(Fill))).all()
         assert len(orders) == 1 and orders[0].is_external
-        assert [f.exec_id for f in fills] == [fill["execId"]]
+        assert [f.exec_id for f in fills] == [fill.exec_id]
         pos = await position(stack)
-        assert pos is not None and pos.size == -Decimal(fill["execQty"])
+        assert pos is not None and pos.size == Decimal("-0.5")

@@ -14,7 +14,7 @@ from om_core.db.models import OutboxEvent
 from om_core.messaging.rabbitmq import RabbitBus
 from om_core.messaging.topology import ORDER_EVENTS_QUEUE
 from tests.conftest import wait_for
-from tests.flow.bybit_messages import order_object, stream
+from tests.flow.reports import execution, message, order
 from tests.flow.stack import running
 from tests.flow.test_reverse_flow import resting_order
 from tests.support.tcp_proxy import TcpProxy
@@ -37,38 +37,41 @@ async def test_events_survive_a_broker_outage(
     vhost = urlsplit(amqp_url).path
     proxied = f"amqp://guest:guest@127.0.0.1:{proxy.port}{vhost}"
     async with running(db_url, proxied) as stack:
-        order = await resting_order(stack, "outage")
+        placed = await resting_order(stack, "outage")
         await stack.outbox_drained()
-        assert order.exchange_order_id is not None
+        assert placed.exchange_order_id is not None
 
         await proxy.cut()
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         fills = [
-            stream(
-                order_object(
-                    link_id=order.client_order_id,
-                    order_id=order.exchange_order_id,
-                    status="PartiallyFilled",
-                    cum_qty="0.004",
-                    cum_value="200",
-                    cum_fee="0.04",
-                )
+            message(
+                execution(cid=cid, oid=oid, qty="0.004", price="50000", fee="0.04"),
+                order(
+                    cid=cid,
+                    oid=oid,
+                    status="partially_filled",
+                    filled="0.004",
+                    value="200",
+                    fees={"USDT": "0.04"},
+                ),
             ),
-            stream(
-                order_object(
-                    link_id=order.client_order_id,
-                    order_id=order.exchange_order_id,
-                    status="Filled",
-                    cum_qty="0.010",
-                    cum_value="500",
-                    cum_fee="0.1",
-                )
+            message(
+                execution(cid=cid, oid=oid, qty="0.006", price="50000", fee="0.06"),
+                order(
+                    cid=cid,
+                    oid=oid,
+                    status="filled",
+                    filled="0.010",
+                    value="500",
+                    fees={"USDT": "0.1"},
+                ),
             ),
         ]
         # The gateway's messages reach us (here: handed straight to the subscriber, since
         # our own broker link is down); state commits without the broker.
-        for message in fills:
-            await stack.service.event_subscriber.process_bytes(json.dumps(message).encode())
-        await stack.order_status(order.client_order_id, "filled")
+        for body in fills:
+            await stack.service.event_subscriber.process_bytes(body)
+        await stack.order_status(placed.client_order_id, "filled")
 
         async def backlog() -> int:
             async with stack.service.sessions() as session:

@@ -1,6 +1,6 @@
-"""Reconciliation: the exchange holds fills and orders the database missed, and a position
-drifted; a dry run reports it all, a real run fixes it and publishes the events, and a second
-run finds nothing."""
+"""Reconciliation: the exchange holds fills and orders the database missed, a position was
+opened by hand and another drifted; a dry run reports it all, a real run fixes it and
+publishes the events, and a second run finds nothing."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from decimal import Decimal
 
 from sqlmodel import col, select
 
-from om_core.db.models import Order, Position
+from om_core.db.models import Fill, Order, Position
 from om_core.orders.client_id import client_order_id
 from om_plugins import Category, OrderRequest, OrderType, Side
+from tests.flow.reports import gap
 from tests.flow.stack import running
 
 
@@ -36,6 +37,17 @@ async def test_reconciliation_finds_and_fixes_every_drift(urls: tuple[str, str])
                 price=Decimal("2000"),
             )
         )
+        # A position opened by hand: a market order that filled at once, never streamed.
+        await stack.paper.place_order(
+            OrderRequest(
+                client_order_id="by-hand-2",
+                symbol="ETHUSDT",
+                category=Category.LINEAR,
+                side=Side.SELL,
+                order_type=OrderType.MARKET,
+                qty=Decimal("0.50"),
+            )
+        )
         # A position we believe in that the exchange does not have.
         async with service.sessions() as session, session.begin():
             session.add(
@@ -51,13 +63,14 @@ async def test_reconciliation_finds_and_fixes_every_drift(urls: tuple[str, str])
         assert dry.dry_run
         assert (dry.orders_checked, dry.orders_updated, dry.orders_imported) == (1, 1, 1)
         # A dry run compares positions as the database stands now, before the order fixes
-        # it would apply: BTC (the missed fill) and SOL both differ.
-        assert dry.positions_corrected == 2, dry.drifts
+        # it would apply: BTC (the missed fill), ETH (by hand) and SOL all differ.
+        assert dry.positions_corrected == 3, dry.drifts
         kinds = sorted((d.kind, d.key) for d in dry.drifts)
         assert kinds == [
             ("external_order", stack.paper.orders["by-hand-1"].order_id),
             ("order", cid),
             ("position", "linear:BTCUSDT:0"),
+            ("position", "linear:ETHUSDT:0"),
             ("position", "linear:SOLUSDT:0"),
         ]
         order_drift = next(d for d in dry.drifts if d.kind == "order")
@@ -75,16 +88,39 @@ async def test_reconciliation_finds_and_fixes_every_drift(urls: tuple[str, str])
         assert before == ["order.created"]
 
         fixed = await service.reconciler.run()
-        assert (fixed.orders_updated, fixed.orders_imported, fixed.positions_corrected) == (1, 1, 1)
-        await stack.order_status(cid, "filled")
+        assert (fixed.orders_updated, fixed.orders_imported, fixed.positions_corrected) == (1, 1, 2)
+        # The order's fill was inferred from its order report; its execution was then fetched.
+        assert fixed.fills_fetched == 1
+        placed = await stack.order_status(cid, "filled")
         async with service.sessions() as session:
             positions = {p.symbol: p for p in (await session.exec(select(Position))).all()}
+            [fill] = (await session.exec(select(Fill).where(col(Fill.order_id) == placed.id))).all()
+        assert not fill.inferred
+        assert fill.exec_id == stack.paper.orders[cid].executions[0].exec_id
         assert positions["BTCUSDT"].size == Decimal("0.010")
+        assert positions["ETHUSDT"].size == Decimal("-0.50")
+        assert (
+            positions["ETHUSDT"].avg_entry_price == stack.paper.position("ETHUSDT").avg_entry_price
+        )
         assert positions["SOLUSDT"].size == 0
         events = await stack.all_events()
-        assert sorted(e["event_type"] for e in events) == ["order.created", "order.filled"]
+        assert sorted(e["event_type"] for e in events) == [
+            "order.created",
+            "order.filled",
+            "position.corrected",
+            "position.corrected",
+        ]
         filled = next(e for e in events if e["event_type"] == "order.filled")
         assert filled["fill"]["qty"] == "0.01"
+        corrected = {
+            e["position"]["symbol"]: e for e in events if e["event_type"] == "position.corrected"
+        }
+        assert corrected["ETHUSDT"]["correction"]["before"] == {
+            "size": "0",
+            "avg_entry_price": "0",
+        }
+        assert corrected["ETHUSDT"]["correction"]["after"]["size"] == "-0.5"
+        assert corrected["SOLUSDT"]["position"]["size"] == "0"
 
         again = await service.reconciler.run()
         assert again.drifts == [] and again.errors == []
@@ -99,9 +135,8 @@ async def test_a_gateway_reconnect_triggers_reconciliation(urls: tuple[str, str]
         ).encode()
         assert (await service.signal_consumer.process_bytes(body)).status == "placed"
         cid = client_order_id("gap-1", 0)
-        # The fill happened while the stream was down; the gateway says it reconnected.
-        control = {"source": "ws-gateway", "type": "gateway.reconnected", "account": "main"}
-        assert await service.event_subscriber.process_bytes(json.dumps(control).encode()) == []
+        # The fill happened while the stream was down; the stream says it reconnected.
+        assert await service.event_subscriber.process_bytes(gap()) == []
         order = await stack.order_status(cid, "filled")
         assert order.filled_qty == Decimal("0.020")
         async with service.sessions() as session:

@@ -1,13 +1,13 @@
 """Exchange reports → order state → fills → positions → events, through the real queue.
 
 Runs on SQLite + in-process bus and on PostgreSQL + RabbitMQ. Orders of our own are placed
-through a signal (a resting limit on the paper exchange), then driven by Bybit-shaped
-reports published to ``ws-gateway.order`` exactly as the WS-Gateway would.
+through a signal (a resting limit on the paper exchange), then driven by reports published to
+``ws-gateway.order`` in the neutral form the paper exchange itself publishes (Bybit's own
+messages, decoded by the Bybit plugin, are exercised in ``tests/bybit``).
 """
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
@@ -17,13 +17,13 @@ from om_core.db.models import Fill, Order, Position, PositionSnapshot, Quarantin
 from om_core.messaging.base import ERROR_HEADER, dlq_name
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE
 from om_core.orders.client_id import client_order_id
+from om_plugins import ExchangeReason
 from tests.conftest import wait_for
-from tests.flow.bybit_messages import T0, enveloped, example, order_object, stream
+from tests.flow.reports import T0, execution, message, order
 from tests.flow.stack import Stack, running
 
 
-async def publish_update(stack: Stack, message: dict[str, Any] | bytes) -> None:
-    body = message if isinstance(message, bytes) else json.dumps(message).encode()
+async def publish_update(stack: Stack, body: bytes) -> None:
     await stack.service.bus.publish(ORDER_UPDATES_QUEUE, body)
 
 
@@ -61,92 +61,237 @@ async def events_for(stack: Stack, client_id: str) -> list[str]:
     ]
 
 
-async def test_new_partial_filled_moves_order_position_and_events(urls: tuple[str, str]) -> None:
+async def fills_of(stack: Stack, order_id: int | None = None) -> list[Fill]:
+    async with stack.service.sessions() as session:
+        query = select(Fill).order_by(col(Fill.id))
+        if order_id is not None:
+            query = query.where(col(Fill.order_id) == order_id)
+        return list((await session.exec(query)).all())
+
+
+async def test_order_reports_alone_infer_fills_and_move_the_position(
+    urls: tuple[str, str],
+) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-1")
-        cid, oid = order.client_order_id, order.exchange_order_id
+        placed = await resting_order(stack, "rf-1")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         assert oid is not None
-        await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=cid,
-                    order_id=oid,
-                    status="PartiallyFilled",
-                    cum_qty="0.004",
-                    cum_value="200",
-                    cum_fee="0.04",
-                )
-            ),
+        partial = order(
+            cid=cid,
+            oid=oid,
+            status="partially_filled",
+            filled="0.004",
+            value="200",
+            fees={"USDT": "0.04"},
         )
+        await publish_update(stack, message(partial))
         await stack.order_status(cid, "partially_filled")  # consumers run concurrently
-        await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=cid,
-                    order_id=oid,
-                    status="Filled",
-                    cum_qty="0.010",
-                    cum_value="499.99",
-                    cum_fee="0.1",
-                )
-            ),
+        filled = order(
+            cid=cid,
+            oid=oid,
+            status="filled",
+            filled="0.010",
+            value="499.99",
+            fees={"USDT": "0.1"},
         )
+        await publish_update(stack, message(filled))
         done = await stack.order_status(cid, "filled")
         assert done.filled_qty == Decimal("0.010")
         assert done.cum_exec_value == Decimal("499.99")
-        assert done.cum_fee == Decimal("0.1")
+        assert done.cum_fee == Decimal("0.1") and done.fees == {"USDT": "0.1"}
+        assert done.avg_fill_price == Decimal("49999")
         pos = await position(stack)
         assert pos is not None and pos.size == Decimal("0.010")
         assert pos.avg_entry_price == Decimal("49999")
-        assert pos.fees_paid == Decimal("0.1")
+        assert pos.fees_paid == Decimal("0.1") and pos.fees == {"USDT": "0.1"}
         events = [e for e in await stack.all_events() if e.get("order")]
         kinds = [e["event_type"] for e in events]
         assert kinds == ["order.created", "order.partially_filled", "order.filled"]
-        partial, filled = events[1], events[2]
-        assert partial["fill"] == {"qty": "0.004", "price": "50000", "fee": "0.04"}
-        assert filled["fill"] == {
-            "qty": "0.006",
-            "price": "49998.333333333333333333",
-            "fee": "0.06",
-        }
-        assert filled["position"]["size"] == "0.01"
+        partial_event, filled_event = events[1], events[2]
+        assert partial_event["fill"]["qty"] == "0.004"
+        assert partial_event["fill"]["inferred"] is True
+        assert filled_event["fill"]["qty"] == "0.006"
+        assert filled_event["fill"]["price"] == "49998.333333333333333333"
+        assert filled_event["position"]["size"] == "0.01"
+        # One inferred fill per order holds what no execution has explained yet.
+        [inferred] = await fills_of(stack, done.id)
+        assert inferred.inferred and inferred.qty == Decimal("0.010")
+        assert inferred.exec_id == f"inferred:{done.id}"
         async with stack.service.sessions() as session:
-            fills = (await session.exec(select(Fill))).all()
             snaps = (await session.exec(select(PositionSnapshot))).all()
-        assert sum(f.qty for f in fills) == Decimal("0.010")
         assert [s.reason for s in snaps] == ["fill", "fill"]
+
+
+async def test_executions_book_fills_and_their_order_report_adds_nothing(
+    urls: tuple[str, str],
+) -> None:
+    async with running(*urls) as stack:
+        placed = await resting_order(stack, "rf-exec")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
+        assert oid is not None
+        first = execution(cid=cid, oid=oid, qty="0.004", price="49990", fee="0.02", is_maker=True)
+        second = execution(cid=cid, oid=oid, qty="0.006", price="50000", fee="0.03")
+        report = order(
+            cid=cid,
+            oid=oid,
+            status="filled",
+            filled="0.010",
+            value="499.96",
+            fees={"USDT": "0.05"},
+        )
+        await publish_update(stack, message(first, second, report))
+        await publish_update(stack, message(first, report))  # redelivered
+        done = await stack.order_status(cid, "filled")
+        fills = await fills_of(stack, done.id)
+        assert [(f.exec_id, f.qty, f.inferred) for f in fills] == [
+            (first.exec_id, Decimal("0.004"), False),
+            (second.exec_id, Decimal("0.006"), False),
+        ]
+        assert fills[0].is_maker is True and fills[0].fee_currency == "USDT"
+        assert done.avg_fill_price == Decimal("49996")
+        pos = await position(stack)
+        assert pos is not None and (pos.size, pos.avg_entry_price) == (
+            Decimal("0.010"),
+            Decimal("49996"),
+        )
+        assert pos.fees_paid == Decimal("0.05")
+        kinds = await events_for(stack, cid)
+        assert kinds == ["order.created", "order.partially_filled", "order.filled"]
+
+
+async def test_maker_rebates_are_normal_negative_fees(urls: tuple[str, str]) -> None:
+    """Observation 13.1: a negative fee is a rebate, not a malformed message."""
+    async with running(*urls) as stack:
+        placed = await resting_order(stack, "rf-rebate")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
+        assert oid is not None
+        fill = execution(cid=cid, oid=oid, qty="0.010", price="50000", fee="-0.05", is_maker=True)
+        report = order(
+            cid=cid,
+            oid=oid,
+            status="filled",
+            filled="0.010",
+            value="500",
+            fees={"USDT": "-0.05"},
+        )
+        await publish_update(stack, message(fill, report))
+        done = await stack.order_status(cid, "filled")
+        assert done.cum_fee == Decimal("-0.05")
+        pos = await position(stack)
+        assert pos is not None and pos.fees_paid == Decimal("-0.05")
+        [row] = await fills_of(stack, done.id)
+        assert row.fee == Decimal("-0.05")
+        dead = await stack.service.bus.get(dlq_name(ORDER_UPDATES_QUEUE), timeout=0.2)
+        assert dead is None
+
+
+async def test_executions_newest_first_give_the_true_average(urls: tuple[str, str]) -> None:
+    """Observation 13.2: 1 @ 1090 arriving before 1 @ 1010: both booked at their own price,
+    entry 1050; the order report that follows carries the exchange's cumulative value, which
+    is the order's average."""
+    async with running(*urls) as stack:
+        placed = await resting_order(stack, "rf-ooo", qty="2", price="1100")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
+        assert oid is not None
+        early = execution(cid=cid, oid=oid, qty="1", price="1010", executed_ms=T0 + 1)
+        late = execution(cid=cid, oid=oid, qty="1", price="1090", executed_ms=T0 + 2)
+        # The exchange's own figure (it rounds differently, say): it decides the average.
+        report = order(
+            cid=cid, oid=oid, status="filled", qty="2", filled="2", value="2100.02", price="1100"
+        )
+        await publish_update(stack, message(late))
+        await stack.order_status(cid, "partially_filled")
+        pos = await position(stack)
+        assert pos is not None and (pos.size, pos.avg_entry_price) == (1, 1090)
+        await publish_update(stack, message(early))
+        done = await stack.order_status(cid, "filled")
+        assert done.avg_fill_price == Decimal("1050")
+        pos = await position(stack)
+        assert pos is not None and (pos.size, pos.avg_entry_price) == (2, 1050)
+        await publish_update(stack, message(report))
+
+        async def exchange_average() -> Order | None:
+            row = await stack.order_status(cid, "filled")
+            return row if row.avg_fill_price == Decimal("1050.01") else None
+
+        await wait_for(exchange_average, message="the exchange's cumulative value adopted")
+        prices = sorted(f.price for f in await fills_of(stack, done.id))
+        assert prices == [Decimal("1010"), Decimal("1090")]
+        pos = await position(stack)
+        assert pos is not None and pos.avg_entry_price == Decimal("1050")
+
+
+async def test_executions_after_the_order_report_replace_its_inferred_fill(
+    urls: tuple[str, str],
+) -> None:
+    async with running(*urls) as stack:
+        placed = await resting_order(stack, "rf-replace", qty="2", price="1100")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
+        assert oid is not None
+        report = order(
+            cid=cid,
+            oid=oid,
+            status="filled",
+            qty="2",
+            filled="2",
+            value="2100",
+            price="1100",
+            fees={"USDT": "2.1"},
+        )
+        await publish_update(stack, message(report))
+        done = await stack.order_status(cid, "filled")
+        [inferred] = await fills_of(stack, done.id)
+        assert inferred.inferred and inferred.qty == 2
+        first = execution(cid=cid, oid=oid, qty="1", price="1090", fee="1.09")
+        second = execution(cid=cid, oid=oid, qty="1", price="1010", fee="1.01")
+        await publish_update(stack, message(first))
+        await publish_update(stack, message(second))
+
+        async def replaced() -> list[Fill] | None:
+            fills = await fills_of(stack, done.id)
+            return fills if all(not f.inferred for f in fills) else None
+
+        fills = await wait_for(replaced, message="inferred fill replaced")
+        assert sorted((f.qty, f.price) for f in fills) == [
+            (Decimal(1), Decimal(1010)),
+            (Decimal(1), Decimal(1090)),
+        ]
+        pos = await position(stack)
+        assert pos is not None
+        assert (pos.size, pos.avg_entry_price, pos.fees_paid) == (2, 1050, Decimal("2.1"))
+        # The replacement changed no quantity: nothing new to tell.
+        kinds = await events_for(stack, cid)
+        assert kinds == ["order.created", "order.filled"]
 
 
 async def test_duplicates_and_reordering_change_nothing(urls: tuple[str, str]) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-dup")
-        cid, oid = order.client_order_id, order.exchange_order_id
+        placed = await resting_order(stack, "rf-dup")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         assert oid is not None
-        partial = order_object(
-            link_id=cid,
-            order_id=oid,
-            status="PartiallyFilled",
-            cum_qty="0.004",
-            cum_value="200",
-            cum_fee="0.04",
+        partial = order(
+            cid=cid,
+            oid=oid,
+            status="partially_filled",
+            filled="0.004",
+            value="200",
+            fees={"USDT": "0.04"},
             updated_ms=T0 + 2000,
         )
-        filled = order_object(
-            link_id=cid,
-            order_id=oid,
-            status="Filled",
-            cum_qty="0.010",
-            cum_value="500",
-            cum_fee="0.1",
+        filled = order(
+            cid=cid,
+            oid=oid,
+            status="filled",
+            filled="0.010",
+            value="500",
+            fees={"USDT": "0.1"},
             updated_ms=T0 + 3000,
         )
-        new = order_object(link_id=cid, order_id=oid, status="New", updated_ms=T0 + 1000)
-        for message in (filled, partial, filled, new, partial, filled):
-            await publish_update(stack, stream(message))
+        new = order(cid=cid, oid=oid, status="new", updated_ms=T0 + 1000)
+        for report in (filled, partial, filled, new, partial, filled):
+            await publish_update(stack, message(report))
         await stack.order_status(cid, "filled")
-        await publish_update(stack, stream(new))  # sentinel processed after the rest
+        await publish_update(stack, message(new))  # sentinel processed after the rest
         pos = await position(stack)
         assert pos is not None and pos.size == Decimal("0.010")
         # Handlers run concurrently, so the partial may or may not be applied before the
@@ -158,72 +303,65 @@ async def test_duplicates_and_reordering_change_nothing(urls: tuple[str, str]) -
         )
 
 
-async def test_partial_then_cancel(urls: tuple[str, str]) -> None:
+async def test_partial_then_cancel_carries_the_exchange_reason(urls: tuple[str, str]) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-cancel")
-        cid, oid = order.client_order_id, order.exchange_order_id
+        placed = await resting_order(stack, "rf-cancel")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         assert oid is not None
-        await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=cid,
-                    order_id=oid,
-                    status="PartiallyFilled",
-                    cum_qty="0.003",
-                    cum_value="150",
-                    cum_fee="0.03",
-                )
-            ),
+        partial = order(
+            cid=cid,
+            oid=oid,
+            status="partially_filled",
+            filled="0.003",
+            value="150",
+            fees={"USDT": "0.03"},
         )
+        await publish_update(stack, message(partial))
         await stack.order_status(cid, "partially_filled")  # consumers run concurrently
-        await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=cid,
-                    order_id=oid,
-                    status="Cancelled",
-                    cum_qty="0.003",
-                    cum_value="150",
-                    cum_fee="0.03",
-                )
-            ),
+        cancel = order(
+            cid=cid,
+            oid=oid,
+            status="cancelled",
+            filled="0.003",
+            value="150",
+            fees={"USDT": "0.03"},
+            reason=ExchangeReason("CANCELLED_BY_USER", "CancelByUser", "cancelled by user"),
         )
+        await publish_update(stack, message(cancel))
         done = await stack.order_status(cid, "partially_filled_cancelled")
         assert done.filled_qty == Decimal("0.003")
+        assert (done.reject_code, done.exchange_code) == ("CANCELLED_BY_USER", "CancelByUser")
         pos = await position(stack)
         assert pos is not None and pos.size == Decimal("0.003")
-        kinds = await events_for(stack, cid)
-        assert kinds == ["order.created", "order.partially_filled", "order.cancelled"]
+        events = [e for e in await stack.all_events() if e.get("order")]
+        assert [e["event_type"] for e in events] == [
+            "order.created",
+            "order.partially_filled",
+            "order.cancelled",
+        ]
+        assert events[-1]["order"]["reject_code"] == "CANCELLED_BY_USER"
+        assert events[-1]["order"]["exchange_code"] == "CancelByUser"
 
 
 async def test_fill_reported_after_cancel_is_taken(urls: tuple[str, str]) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-late")
-        cid, oid = order.client_order_id, order.exchange_order_id
+        placed = await resting_order(stack, "rf-late")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         assert oid is not None
         await publish_update(
-            stack,
-            stream(
-                order_object(link_id=cid, order_id=oid, status="Cancelled", updated_ms=T0 + 5000)
-            ),
+            stack, message(order(cid=cid, oid=oid, status="cancelled", updated_ms=T0 + 5000))
         )
         await stack.order_status(cid, "cancelled")
-        await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=cid,
-                    order_id=oid,
-                    status="Filled",
-                    cum_qty="0.010",
-                    cum_value="500",
-                    cum_fee="0.1",
-                    updated_ms=T0 + 5001,
-                )
-            ),
+        late = order(
+            cid=cid,
+            oid=oid,
+            status="filled",
+            filled="0.010",
+            value="500",
+            fees={"USDT": "0.1"},
+            updated_ms=T0 + 5001,
         )
+        await publish_update(stack, message(late))
         await stack.order_status(cid, "filled")
         pos = await position(stack)
         assert pos is not None and pos.size == Decimal("0.010")
@@ -233,41 +371,34 @@ async def test_fill_reported_after_cancel_is_taken(urls: tuple[str, str]) -> Non
 
 async def test_rejected_by_the_exchange_after_acceptance(urls: tuple[str, str]) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-rej")
-        cid, oid = order.client_order_id, order.exchange_order_id
+        placed = await resting_order(stack, "rf-rej")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         assert oid is not None
+        reason = ExchangeReason(
+            "POST_ONLY_WOULD_TAKE", "EC_PostOnlyWillTakeLiquidity", "post-only would take"
+        )
         await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=cid,
-                    order_id=oid,
-                    status="Rejected",
-                    reject_reason="EC_PostOnlyWillTakeLiquidity",
-                )
-            ),
+            stack, message(order(cid=cid, oid=oid, status="rejected", reason=reason))
         )
         done = await stack.order_status(cid, "rejected")
-        assert done.reject_reason == "EC_PostOnlyWillTakeLiquidity"
+        assert done.reject_code == "POST_ONLY_WOULD_TAKE"
+        assert done.exchange_code == "EC_PostOnlyWillTakeLiquidity"
+        assert done.reject_reason == "post-only would take"
         kinds = await events_for(stack, cid)
         assert kinds == ["order.created", "order.rejected"]
 
 
 async def test_an_impossible_transition_is_quarantined_not_applied(urls: tuple[str, str]) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-q")
-        cid, oid = order.client_order_id, order.exchange_order_id
+        placed = await resting_order(stack, "rf-q")
+        cid, oid = placed.client_order_id, placed.exchange_order_id
         assert oid is not None
         await publish_update(
-            stack,
-            stream(
-                order_object(link_id=cid, order_id=oid, status="Rejected", updated_ms=T0 + 7000)
-            ),
+            stack, message(order(cid=cid, oid=oid, status="rejected", updated_ms=T0 + 7000))
         )
         await stack.order_status(cid, "rejected")
         await publish_update(
-            stack,
-            stream(order_object(link_id=cid, order_id=oid, status="New", updated_ms=T0 + 8000)),
+            stack, message(order(cid=cid, oid=oid, status="new", updated_ms=T0 + 8000))
         )
 
         async def quarantined() -> list[QuarantinedUpdate]:
@@ -276,74 +407,36 @@ async def test_an_impossible_transition_is_quarantined_not_applied(urls: tuple[s
 
         [row] = await wait_for(quarantined, message="quarantined report")
         assert "rejected order cannot become new" in row.reason
-        assert row.payload["orderStatus"] == "New"
+        assert row.payload["status"] == "new"
         assert (await stack.order_status(cid, "rejected")).status == "rejected"
 
 
-async def test_bybit_documented_order_message_from_an_external_order(
-    urls: tuple[str, str],
-) -> None:
-    message = example("docs_ws_order_stream_message.json")
-    async with running(*urls) as stack:
-        await publish_update(stack, message)
-        await publish_update(stack, message)  # duplicated delivery
-        pos = await wait_for(lambda: position(stack, "ETH-30DEC22-1400-C"), message="position")
-        assert pos.size == Decimal(-1) and pos.avg_entry_price == Decimal(75)
-        assert pos.fees_paid == Decimal("0.358635")
-        async with stack.service.sessions() as session:
-            [order] = (await session.exec(select(Order).where(col(Order.is_external)))).all()
-        assert order.signal_id is None and order.status == "filled"
-        assert order.exchange_order_id == "5cf98598-39a7-459e-97bf-76ca765ee020"
-        kinds = [e["event_type"] for e in await stack.all_events()]
-        assert kinds == ["order.created", "order.filled"]
-
-
-async def test_bybit_documented_execution_message_and_its_order_count_once(
-    urls: tuple[str, str],
-) -> None:
-    execution = example("docs_ws_execution_stream_message.json")
-    fill = execution["data"][0]
-    report = order_object(
-        link_id="",
-        order_id=fill["orderId"],
-        status="Filled",
-        side="Sell",
-        qty="0.5",
-        cum_qty="0.5",
-        cum_value="47950.05",
-        cum_fee="26.3725275",
-        order_type="Market",
-        price="94942.5",
-    )
-    async with running(*urls) as stack:
-        await publish_update(stack, enveloped(execution))
-        await publish_update(stack, execution)  # same execId again
-        await publish_update(stack, stream(report))  # the order topic says the same fill
-        await publish_update(stack, report)  # a bare order object is accepted too
-        await stack.outbox_drained()
-
-        async def settled() -> Order | None:
-            async with stack.service.sessions() as session:
-                o = (await session.exec(select(Order).where(col(Order.is_external)))).first()
-            return o if o is not None and o.status == "filled" else None
-
-        await wait_for(settled, message="external order filled")
-        pos = await position(stack)
-        assert pos is not None and pos.size == Decimal("-0.5")
-        assert pos.avg_entry_price == Decimal("95900.1")
-        async with stack.service.sessions() as session:
-            fills = (await session.exec(select(Fill))).all()
-        assert [f.exec_id for f in fills] == [fill["execId"]]
-
-
 BAD_UPDATES = [
-    (b"nope", "not valid JSON"),
-    (b'{"topic": "wallet", "data": []}', "unsupported topic"),
-    (b'{"topic": "order", "data": [{"orderId": "x", "orderStatus": "New"}]}', "symbol is required"),
+    (b"nope", "not JSON"),
+    (b'{"format": "om.reports/1", "reports": []}', "non-empty list"),
     (
-        b'{"topic": "order", "data": [{"orderId": "x", "symbol": "BTCUSDT", "side": "Buy",'
-        b' "orderStatus": "New", "qty": "abc"}]}',
+        b'{"format": "om.reports/1", "reports": [{"kind": "order", "exchange_order_id": "x",'
+        b' "category": "linear", "side": "buy", "status": "new", "qty": "1"}]}',
+        "symbol is required",
+    ),
+    (
+        b'{"format": "om.reports/1", "reports": [{"kind": "order", "exchange_order_id": "x",'
+        b' "symbol": "BTCUSDT", "category": "linear", "side": "buy", "status": "new",'
+        b' "qty": "abc"}]}',
         "qty is not a number",
+    ),
+    (
+        b'{"format": "om.reports/1", "reports": [{"kind": "execution", "exec_id": "e",'
+        b' "exchange_order_id": "x", "symbol": "BTCUSDT", "category": "linear", "side": "buy",'
+        b' "qty": "1", "price": "1", "executed_at": "9999-01-01T00:00:00+00:00"}]}',
+        "executed_at is out of range",
+    ),
+    (
+        b'{"format": "om.reports/1", "reports": [{"kind": "order", "exchange_order_id": "'
+        + b"x" * 65
+        + b'", "symbol": "BTCUSDT", "category": "linear", "side": "buy", "status": "new",'
+        b' "qty": "1"}]}',
+        "longer than 64",
     ),
 ]
 
@@ -352,21 +445,13 @@ async def test_malformed_updates_are_dead_lettered_and_the_next_is_applied(
     urls: tuple[str, str],
 ) -> None:
     async with running(*urls) as stack:
-        order = await resting_order(stack, "rf-bad")
+        placed = await resting_order(stack, "rf-bad")
         for body, _ in BAD_UPDATES:
             await publish_update(stack, body)
-        assert order.exchange_order_id is not None
-        await publish_update(
-            stack,
-            stream(
-                order_object(
-                    link_id=order.client_order_id,
-                    order_id=order.exchange_order_id,
-                    status="Cancelled",
-                )
-            ),
-        )
-        await stack.order_status(order.client_order_id, "cancelled")
+        assert placed.exchange_order_id is not None
+        cancel = order(cid=placed.client_order_id, oid=placed.exchange_order_id, status="cancelled")
+        await publish_update(stack, message(cancel))
+        await stack.order_status(placed.client_order_id, "cancelled")
         dead = [await stack.next_message(dlq_name(ORDER_UPDATES_QUEUE)) for _ in BAD_UPDATES]
         by_body = {m.body: m for m in dead}
         for body, reason in BAD_UPDATES:
@@ -390,8 +475,8 @@ async def test_a_report_that_beats_the_rest_answer_finds_the_intent(
         )
         assert (await stack.outcome("race")).status == "placed"
         cid = client_order_id("race", 0)
-        order = await stack.order_status(cid, "filled")
-        assert order.exchange_order_id == stack.paper.orders[cid].order_id
+        placed = await stack.order_status(cid, "filled")
+        assert placed.exchange_order_id == stack.paper.orders[cid].order_id
         assert await events_for(stack, cid) == ["order.created", "order.filled"]
 
 
@@ -415,45 +500,27 @@ async def test_periodic_snapshots_record_mark_and_unrealized_pnl(urls: tuple[str
 
 
 async def test_hedge_mode_keeps_one_position_per_side(urls: tuple[str, str]) -> None:
-    long_open = order_object(
-        link_id="",
-        order_id="h-1",
-        status="Filled",
-        side="Buy",
-        qty="2",
-        cum_qty="2",
-        cum_value="200",
-        cum_fee="0.1",
-        position_idx=1,
-        order_type="Market",
-    )
-    short_open = order_object(
-        link_id="",
-        order_id="h-2",
-        status="Filled",
-        side="Sell",
-        qty="1",
-        cum_qty="1",
-        cum_value="105",
-        cum_fee="0.05",
-        position_idx=2,
-        order_type="Market",
-    )
-    long_close = order_object(
-        link_id="",
-        order_id="h-3",
-        status="Filled",
-        side="Sell",
-        qty="0.5",
-        cum_qty="0.5",
-        cum_value="55",
-        cum_fee="0.02",
-        position_idx=1,
-        order_type="Market",
-    )
+    def external(oid: str, side: str, qty: str, value: str, fee: str, idx: int) -> bytes:
+        return message(
+            order(
+                cid="",
+                oid=oid,
+                status="filled",
+                side=side,
+                qty=qty,
+                filled=qty,
+                value=value,
+                fees={"USDT": fee},
+                position_idx=idx,
+                order_type="market",
+                price=None,
+            )
+        )
+
     async with running(*urls) as stack:
-        for message in (long_open, short_open, long_close):
-            await publish_update(stack, stream(message))
+        await publish_update(stack, external("h-1", "buy", "2", "200", "0.1", 1))
+        await publish_update(stack, external("h-2", "sell", "1", "105", "0.05", 2))
+        await publish_update(stack, external("h-3", "sell", "0.5", "55", "0.02", 1))
         await wait_for(lambda: position(stack, "BTCUSDT", 1), message="long side")
 
         async def settled() -> tuple[Position, Position] | None:

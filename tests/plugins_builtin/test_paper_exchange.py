@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -15,59 +14,86 @@ from om_plugins import (
     DuplicateClientOrderId,
     ExchangeContext,
     ExchangeRejected,
+    ExecutionReport,
+    OrderReport,
     OrderRequest,
     OrderType,
     OutcomeUnknown,
+    ReasonCode,
+    Report,
     Side,
     TimeInForce,
 )
+from om_plugins.reports import decode_reports, encode_reports
 from plugins_builtin.paper import PaperExchange, PaperInstrument, PaperSettings
 from tests.conftest import wait_for
 
-# Every field of an item of Bybit V5's private ``order`` topic (docs/v5/websocket/private/order).
-BYBIT_ORDER_FIELDS = {
-    "category", "orderId", "orderLinkId", "parentOrderLinkId", "isLeverage", "blockTradeId",
-    "symbol", "price", "brokerOrderPrice", "qty", "side", "positionIdx", "orderStatus",
-    "createType", "cancelType", "rejectReason", "avgPrice", "leavesQty", "leavesValue",
-    "cumExecQty", "cumExecValue", "cumExecFee", "closedPnl", "feeCurrency", "timeInForce",
-    "orderType", "stopOrderType", "ocoTriggerBy", "orderIv", "marketUnit",
-    "slippageToleranceType", "slippageTolerance", "triggerPrice", "takeProfit", "stopLoss",
-    "tpslMode", "tpLimitPrice", "slLimitPrice", "tpTriggerBy", "slTriggerBy",
-    "triggerDirection", "triggerBy", "lastPriceOnCreated", "reduceOnly", "closeOnTrigger",
-    "placeType", "smpType", "smpGroup", "smpOrderId", "createdTime", "updatedTime",
-    "cumFeeDetail", "rpiTakerAccess", "rpiMatchedQty",
-}  # fmt: skip
-NON_STRING_FIELDS = {
-    "positionIdx": int,
-    "triggerDirection": int,
-    "smpGroup": int,
-    "reduceOnly": bool,
-    "closeOnTrigger": bool,
-    "rpiTakerAccess": bool,
-    "cumFeeDetail": dict,
-}
+
+def view(report: OrderReport) -> dict[str, Any]:
+    """An order report as flat strings (Decimals in plain notation, ``""`` for none)."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        return str(value)
+
+    fee = sum((f.amount for f in report.fees), Decimal(0))
+    return {
+        "exchange_order_id": report.exchange_order_id,
+        "client_order_id": report.client_order_id,
+        "category": report.category.value,
+        "symbol": report.symbol,
+        "side": report.side.value,
+        "order_type": text(report.order_type),
+        "time_in_force": text(report.time_in_force),
+        "status": report.status.value,
+        "qty": text(report.qty),
+        "price": text(report.price),
+        "filled_qty": text(report.filled_qty),
+        "filled_value": text(report.filled_value),
+        "avg_price": text(report.avg_price),
+        "fee": text(fee),
+        "fees": {f.currency: text(f.amount) for f in report.fees},
+        "leaves_qty": text(report.leaves_qty),
+        "reason": report.reason.code if report.reason is not None else "",
+    }
 
 
 class Published:
     """Collects what the exchange publishes, the way ``ws-gateway.order`` would receive it."""
 
     def __init__(self) -> None:
-        self.messages: list[Mapping[str, Any]] = []
+        self.messages: list[list[Report]] = []
         self.fail = False
 
-    async def __call__(self, message: Mapping[str, Any]) -> None:
+    async def __call__(self, reports: Sequence[Report]) -> None:
         if self.fail:
             raise ConnectionError("broker is down")
-        self.messages.append(message)
+        # What travels is the neutral JSON form: it must survive the trip unchanged.
+        assert decode_reports(encode_reports(reports)) == list(reports)
+        self.messages.append(list(reports))
 
-    def items(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
-        found = [item for m in self.messages for item in m["data"]]
+    def reports(self, client_order_id: str | None = None) -> list[OrderReport]:
+        found = [r for m in self.messages for r in m if isinstance(r, OrderReport)]
         if client_order_id is not None:
-            found = [i for i in found if i["orderLinkId"] == client_order_id]
+            found = [r for r in found if r.client_order_id == client_order_id]
         return found
 
+    def items(self, client_order_id: str | None = None) -> list[dict[str, Any]]:
+        return [view(r) for r in self.reports(client_order_id)]
+
+    def executions(self, client_order_id: str) -> list[ExecutionReport]:
+        return [
+            r
+            for m in self.messages
+            for r in m
+            if isinstance(r, ExecutionReport) and r.client_order_id == client_order_id
+        ]
+
     def statuses(self, client_order_id: str) -> list[str]:
-        return [i["orderStatus"] for i in self.items(client_order_id)]
+        return [i["status"] for i in self.items(client_order_id)]
 
 
 QUIET = {"random_walk": False}
@@ -76,7 +102,7 @@ QUIET = {"random_walk": False}
 def paper(published: Published, **settings: Any) -> PaperExchange:
     return PaperExchange(
         PaperSettings.model_validate({**QUIET, **settings}),
-        ExchangeContext(publish_order_update=published),
+        ExchangeContext(publish_reports=published),
     )
 
 
@@ -119,21 +145,14 @@ def order(
     )
 
 
-def assert_bybit_shaped(message: Mapping[str, Any]) -> dict[str, Any]:
-    # What travels is JSON: the message must survive the trip unchanged.
-    assert json.loads(json.dumps(message)) == message
-    assert set(message) == {"id", "topic", "creationTime", "data"}
-    assert message["topic"] == "order"
-    assert isinstance(message["creationTime"], int)
-    assert len(message["data"]) == 1
-    item: dict[str, Any] = message["data"][0]
-    assert set(item) == BYBIT_ORDER_FIELDS
-    for key, value in item.items():
-        assert isinstance(value, NON_STRING_FIELDS.get(key, str)), key
-    uuid.UUID(item["orderId"])
-    assert item["createdTime"].isdigit() and item["updatedTime"].isdigit()
-    assert int(item["updatedTime"]) >= int(item["createdTime"])
-    return item
+def last_order(message: Sequence[Report]) -> dict[str, Any]:
+    """The order report a message ends with (executions come first), as a view."""
+    report = message[-1]
+    assert isinstance(report, OrderReport)
+    uuid.UUID(report.exchange_order_id)
+    assert report.created_at is not None and report.updated_at is not None
+    assert report.updated_at >= report.created_at
+    return view(report)
 
 
 def num(item: Mapping[str, Any], key: str) -> Decimal:
@@ -150,22 +169,22 @@ async def test_market_buy_fills_at_once_and_publishes_an_exact_filled_message(
 
     assert placed.client_order_id == "buy-1"
     assert len(published.messages) == 1
-    item = assert_bybit_shaped(published.messages[0])
+    item = last_order(published.messages[0])
     # 60000 + 5 bps = 60030.0; value 0.010 × 60030 = 600.3; fee 600.3 × 0.00055 = 0.330165
-    assert item["orderId"] == placed.exchange_order_id
-    assert item["orderLinkId"] == "buy-1"
-    assert item["orderStatus"] == "Filled"
-    assert (item["side"], item["orderType"], item["timeInForce"]) == ("Buy", "Market", "IOC")
+    assert item["exchange_order_id"] == placed.exchange_order_id
+    assert item["client_order_id"] == "buy-1"
+    assert item["status"] == "filled"
+    assert (item["side"], item["order_type"], item["time_in_force"]) == ("buy", "market", "IOC")
     assert item["category"] == "linear" and item["symbol"] == "BTCUSDT"
     assert item["qty"] == "0.010"
-    assert num(item, "cumExecQty") == Decimal("0.010")
-    assert num(item, "avgPrice") == Decimal("60030")
-    assert num(item, "cumExecValue") == Decimal("600.3")
-    assert num(item, "cumExecFee") == Decimal("0.330165")
-    assert item["cumFeeDetail"] == {"USDT": item["cumExecFee"]}
-    assert num(item, "leavesQty") == 0
+    assert num(item, "filled_qty") == Decimal("0.010")
+    assert num(item, "avg_price") == Decimal("60030")
+    assert num(item, "filled_value") == Decimal("600.3")
+    assert num(item, "fee") == Decimal("0.330165")
+    assert item["fees"] == {"USDT": item["fee"]}
+    assert num(item, "leaves_qty") == 0
     assert item["price"] == ""
-    assert item["rejectReason"] == "EC_NoError"
+    assert item["reason"] == ""
 
     assert exchange.wallet_balance == Decimal(100_000) - Decimal("0.330165")
     assert exchange.position("BTCUSDT").size == Decimal("0.010")
@@ -176,7 +195,7 @@ async def test_market_sell_gets_less_than_the_price(
 ) -> None:
     await exchange.place_order(order("sell-1", side=Side.SELL))
     item = published.items("sell-1")[-1]
-    assert num(item, "avgPrice") == Decimal("59970")
+    assert num(item, "avg_price") == Decimal("59970")
     assert exchange.position("BTCUSDT").size == Decimal("-0.010")
 
 
@@ -187,7 +206,7 @@ async def test_slippage_is_rounded_to_the_tick_against_the_trader(
     # 60001.3 × 1.0005 = 60031.30065 → up; 60001.3 × 0.9995 = 59971.29935 → down
     await exchange.set_price("BTCUSDT", Decimal("60001.3"))
     await exchange.place_order(order("o", side=side))
-    assert num(published.items("o")[-1], "avgPrice") == Decimal(expected)
+    assert num(published.items("o")[-1], "avg_price") == Decimal(expected)
 
 
 async def test_get_order_reports_the_same_numbers_as_the_stream(
@@ -196,14 +215,14 @@ async def test_get_order_reports_the_same_numbers_as_the_stream(
     await exchange.place_order(order("buy-1"))
     found = await exchange.get_order(Category.LINEAR, "BTCUSDT", "buy-1")
     assert found is not None
-    assert found.status == "Filled"
+    assert found.status == "filled"
     assert found.filled_qty == Decimal("0.010")
     assert found.avg_price == Decimal("60030")
-    assert found.cum_exec_value == Decimal("600.3")
-    assert found.cum_exec_fee == Decimal("0.330165")
+    assert found.filled_value == Decimal("600.3")
+    assert [(f.amount, f.currency) for f in found.fees] == [(Decimal("0.330165"), "USDT")]
     assert found.price is None
-    assert found.created_at.tzinfo is not None
-    assert found.raw == published.items("buy-1")[-1]
+    assert found.created_at is not None and found.created_at.tzinfo is not None
+    assert found == published.reports("buy-1")[-1]
     assert await exchange.get_order(Category.LINEAR, "BTCUSDT", "never-sent") is None
     assert await exchange.get_order(Category.LINEAR, "ETHUSDT", "buy-1") is None
 
@@ -214,9 +233,7 @@ async def test_closing_a_position_realises_pnl_into_the_wallet(
     await exchange.place_order(order("open"))  # buys 0.010 at 60030.0
     await exchange.set_price("BTCUSDT", Decimal(61000))
     await exchange.place_order(order("close", side=Side.SELL))  # sells at 60969.5
-    closing = published.items("close")[-1]
-    # (60969.5 − 60030) × 0.010 = 9.395
-    assert num(closing, "closedPnl") == Decimal("9.395")
+    assert exchange.orders["close"].closed_pnl == Decimal("9.395")  # (60969.5 − 60030) × 0.010
     fees = Decimal("0.330165") + Decimal("609.695") * Decimal("0.00055")
     assert exchange.wallet_balance == Decimal(100_000) + Decimal("9.395") - fees
     assert exchange.position("BTCUSDT").size == 0
@@ -231,25 +248,24 @@ async def test_limit_order_rests_then_fills_when_the_price_crosses(
     exchange: PaperExchange, published: Published
 ) -> None:
     await exchange.place_order(order("bid", price="59000.00"))
-    new = assert_bybit_shaped(published.messages[-1])
-    assert new["orderStatus"] == "New"
-    assert (new["price"], new["leavesQty"], new["cumExecQty"]) == ("59000.00", "0.010", "0.000")
-    assert new["avgPrice"] == ""
-    assert num(new, "leavesValue") == Decimal(590)
+    new = last_order(published.messages[-1])
+    assert new["status"] == "new"
+    assert (new["price"], new["leaves_qty"], new["filled_qty"]) == ("59000.00", "0.010", "0")
+    assert new["avg_price"] == ""
     assert [o.client_order_id for o in await exchange.list_open_orders(Category.LINEAR)] == ["bid"]
 
     await exchange.set_price("BTCUSDT", Decimal("59000.1"))
-    assert published.statuses("bid") == ["New"]
+    assert published.statuses("bid") == ["new"]
 
     await exchange.set_price("BTCUSDT", Decimal("58990"))
-    filled = assert_bybit_shaped(published.messages[-1])
-    assert filled["orderStatus"] == "Filled"
-    assert filled["orderId"] == new["orderId"]
+    filled = last_order(published.messages[-1])
+    assert filled["status"] == "filled"
+    assert filled["exchange_order_id"] == new["exchange_order_id"]
     # Fills at its own limit, as a maker: 590 × 0.0002 = 0.118
-    assert num(filled, "avgPrice") == Decimal(59000)
-    assert num(filled, "cumExecValue") == Decimal(590)
-    assert num(filled, "cumExecFee") == Decimal("0.118")
-    assert num(filled, "leavesQty") == 0
+    assert num(filled, "avg_price") == Decimal(59000)
+    assert num(filled, "filled_value") == Decimal(590)
+    assert num(filled, "fee") == Decimal("0.118")
+    assert num(filled, "leaves_qty") == 0
     assert await exchange.list_open_orders(Category.LINEAR) == []
     assert exchange.position("BTCUSDT").size == Decimal("0.010")
 
@@ -259,7 +275,7 @@ async def test_sell_limit_fills_when_the_price_rises_to_it(
 ) -> None:
     await exchange.place_order(order("ask", side=Side.SELL, price="61000.00"))
     await exchange.set_price("BTCUSDT", Decimal("61000.00"))
-    assert published.statuses("ask") == ["New", "Filled"]
+    assert published.statuses("ask") == ["new", "filled"]
 
 
 async def test_marketable_limit_fills_at_once_never_worse_than_its_limit(
@@ -268,9 +284,9 @@ async def test_marketable_limit_fills_at_once_never_worse_than_its_limit(
     # The slipped price would be 60030.0; the limit caps it at 60010.0, taker fee.
     await exchange.place_order(order("cross", price="60010.00"))
     item = published.items("cross")[-1]
-    assert published.statuses("cross") == ["Filled"]
-    assert num(item, "avgPrice") == Decimal("60010")
-    assert num(item, "cumExecFee") == Decimal("600.1") * Decimal("0.00055")
+    assert published.statuses("cross") == ["filled"]
+    assert num(item, "avg_price") == Decimal("60010")
+    assert num(item, "fee") == Decimal("600.1") * Decimal("0.00055")
 
 
 async def test_post_only_limit_that_would_cross_is_cancelled(
@@ -278,9 +294,9 @@ async def test_post_only_limit_that_would_cross_is_cancelled(
 ) -> None:
     await exchange.place_order(order("po", price="60100", tif=TimeInForce.POST_ONLY))
     item = published.items("po")[-1]
-    assert item["orderStatus"] == "Cancelled"
-    assert item["rejectReason"] == "EC_PostOnlyWillTakeLiquidity"
-    assert num(item, "cumExecQty") == 0
+    assert item["status"] == "cancelled"
+    assert item["reason"] == "POST_ONLY_WOULD_TAKE"
+    assert num(item, "filled_qty") == 0
     assert exchange.position("BTCUSDT").size == 0
 
 
@@ -288,7 +304,7 @@ async def test_ioc_limit_that_cannot_fill_is_cancelled(
     exchange: PaperExchange, published: Published
 ) -> None:
     await exchange.place_order(order("ioc", price="59000", tif=TimeInForce.IOC))
-    assert published.statuses("ioc") == ["Cancelled"]
+    assert published.statuses("ioc") == ["cancelled"]
     assert await exchange.list_open_orders(Category.LINEAR) == []
 
 
@@ -296,13 +312,13 @@ async def test_cancel_a_resting_order(exchange: PaperExchange, published: Publis
     await exchange.place_order(order("bid", price="59000"))
     await exchange.cancel_order(Category.LINEAR, "BTCUSDT", "bid")
 
-    item = assert_bybit_shaped(published.messages[-1])
-    assert published.statuses("bid") == ["New", "Cancelled"]
-    assert item["cancelType"] == "CancelByUser"
-    assert num(item, "leavesQty") == 0 and num(item, "cumExecQty") == 0
+    item = last_order(published.messages[-1])
+    assert published.statuses("bid") == ["new", "cancelled"]
+    assert item["reason"] == "CANCELLED_BY_USER"
+    assert num(item, "leaves_qty") == 0 and num(item, "filled_qty") == 0
     # A cancelled order never fills, and cannot be cancelled twice.
     await exchange.set_price("BTCUSDT", Decimal(58000))
-    assert published.statuses("bid") == ["New", "Cancelled"]
+    assert published.statuses("bid") == ["new", "cancelled"]
     assert exchange.position("BTCUSDT").size == 0
     with pytest.raises(ExchangeRejected) as twice:
         await exchange.cancel_order(Category.LINEAR, "BTCUSDT", "bid")
@@ -320,7 +336,7 @@ async def test_list_open_orders_newest_first_and_by_symbol(exchange: PaperExchan
     assert [o.client_order_id for o in every] == ["c", "b", "a"]
     btc = await exchange.list_open_orders(Category.LINEAR, "BTCUSDT")
     assert [o.client_order_id for o in btc] == ["c", "a"]
-    assert all(o.status == "New" and o.filled_qty == 0 for o in every)
+    assert all(o.status == "new" and o.filled_qty == 0 for o in every)
 
 
 # -- partial fills ---------------------------------------------------------------------------
@@ -343,25 +359,41 @@ async def test_thin_liquidity_fills_a_resting_order_in_parts(published: Publishe
         await exchange.set_price("BTCUSDT", Decimal(58900))
 
     items = published.items("bid")
-    assert [i["orderStatus"] for i in items] == [
-        "New",
-        "PartiallyFilled",
-        "PartiallyFilled",
-        "Filled",
+    assert [i["status"] for i in items] == [
+        "new",
+        "partially_filled",
+        "partially_filled",
+        "filled",
     ]
-    assert [i["cumExecQty"] for i in items] == ["0.000", "0.010", "0.020", "0.025"]
-    assert [i["leavesQty"] for i in items] == ["0.025", "0.015", "0.005", "0.000"]
-    assert num(items[-1], "cumExecValue") == Decimal("1475")
-    assert num(items[-1], "cumExecFee") == Decimal("0.295")
+    assert [num(i, "filled_qty") for i in items] == [
+        0,
+        Decimal("0.010"),
+        Decimal("0.020"),
+        Decimal("0.025"),
+    ]
+    assert [num(i, "leaves_qty") for i in items] == [
+        Decimal("0.025"),
+        Decimal("0.015"),
+        Decimal("0.005"),
+        0,
+    ]
+    assert num(items[-1], "filled_value") == Decimal("1475")
+    assert num(items[-1], "fee") == Decimal("0.295")
+    # Each step's execution comes before the order report it changed, at the limit price.
+    assert [(e.qty, e.price, e.is_maker) for e in published.executions("bid")] == [
+        (Decimal("0.010"), Decimal(59000), True),
+        (Decimal("0.010"), Decimal(59000), True),
+        (Decimal("0.005"), Decimal(59000), True),
+    ]
 
 
 async def test_thin_liquidity_cancels_the_rest_of_a_market_order(published: Published) -> None:
     exchange = paper(published, instruments={"BTCUSDT": THIN_BTC})
     await exchange.place_order(order("mkt", qty="0.025"))
     item = published.items("mkt")[-1]
-    assert published.statuses("mkt") == ["Cancelled"]
-    assert item["rejectReason"] == "EC_CancelForNoFullFill"
-    assert num(item, "cumExecQty") == Decimal("0.010")
+    assert published.statuses("mkt") == ["cancelled"]
+    assert item["reason"] == "NOT_FULLY_FILLED"
+    assert num(item, "filled_qty") == Decimal("0.010")
     assert exchange.position("BTCUSDT").size == Decimal("0.010")
 
 
@@ -378,7 +410,7 @@ async def test_duplicate_client_order_id_raises_and_places_nothing_more(
     assert raised.value.code == "110072"
     assert exchange.create_calls == ["dup", "dup"]
     assert list(exchange.orders) == ["dup"]
-    assert published.statuses("dup") == ["New"]
+    assert published.statuses("dup") == ["new"]
     assert len(await exchange.list_open_orders(Category.LINEAR)) == 1
 
 
@@ -390,13 +422,13 @@ async def test_timeout_after_executing_leaves_exactly_one_order(
         await exchange.place_order(order("lost-ack"))
 
     found = await exchange.get_order(Category.LINEAR, "BTCUSDT", "lost-ack")
-    assert found is not None and found.status == "Filled"
+    assert found is not None and found.status == "filled"
     # What the engine does next: send it again, learn it exists, look it up.
     with pytest.raises(DuplicateClientOrderId):
         await exchange.place_order(order("lost-ack"))
     assert exchange.create_calls == ["lost-ack", "lost-ack"]
     assert list(exchange.orders) == ["lost-ack"]
-    assert published.statuses("lost-ack") == ["Filled"]
+    assert published.statuses("lost-ack") == ["filled"]
     assert exchange.position("BTCUSDT").size == Decimal("0.010")
 
 
@@ -412,22 +444,26 @@ async def test_failure_before_executing_places_nothing(
     # The switch applies once: the retry goes through.
     await exchange.place_order(order("never"))
     assert exchange.create_calls == ["never", "never"]
-    assert published.statuses("never") == ["Filled"]
+    assert published.statuses("never") == ["filled"]
 
 
 async def test_reject_after_accepting_publishes_rejected(
     exchange: PaperExchange, published: Published
 ) -> None:
-    exchange.reject_next_order("EC_InsufficientMargin")
+    exchange.reject_next_order("EC_InsufficientMargin", ReasonCode.INSUFFICIENT_BALANCE)
     placed = await exchange.place_order(order("r"))
     item = published.items("r")[-1]
-    assert item["orderStatus"] == "Rejected"
-    assert item["rejectReason"] == "EC_InsufficientMargin"
-    assert item["orderId"] == placed.exchange_order_id
-    assert num(item, "cumExecQty") == 0 and num(item, "leavesQty") == 0
+    assert item["status"] == "rejected"
+    assert item["reason"] == "INSUFFICIENT_BALANCE"
+    assert item["exchange_order_id"] == placed.exchange_order_id
+    assert num(item, "filled_qty") == 0 and num(item, "leaves_qty") == 0
     assert exchange.position("BTCUSDT").size == 0
     found = await exchange.get_order(Category.LINEAR, "BTCUSDT", "r")
-    assert found is not None and found.reject_reason == "EC_InsufficientMargin"
+    assert found is not None and found.reason is not None
+    assert (found.reason.code, found.reason.exchange_code) == (
+        "INSUFFICIENT_BALANCE",
+        "EC_InsufficientMargin",
+    )
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -484,7 +520,7 @@ async def test_order_beyond_the_margin_is_rejected(published: Published) -> None
         await exchange.place_order(order(qty="0.020"))
     assert raised.value.code == "110007"
     await exchange.place_order(order("fits", qty="0.010"))
-    assert published.statuses("fits") == ["Filled"]
+    assert published.statuses("fits") == ["filled"]
 
 
 async def test_reduce_only_never_flips_the_position(
@@ -493,9 +529,9 @@ async def test_reduce_only_never_flips_the_position(
     await exchange.place_order(order("open", qty="0.010"))
     await exchange.place_order(order("close", side=Side.SELL, qty="0.020", reduce_only=True))
     item = published.items("close")[-1]
-    assert item["orderStatus"] == "Cancelled"
-    assert item["cancelType"] == "CancelByReduceOnly"
-    assert num(item, "cumExecQty") == Decimal("0.010")
+    assert item["status"] == "cancelled"
+    assert item["reason"] == "CANCELLED_REDUCE_ONLY"
+    assert num(item, "filled_qty") == Decimal("0.010")
     assert exchange.position("BTCUSDT").size == 0
 
 
@@ -547,41 +583,42 @@ async def test_a_failing_publisher_does_not_corrupt_the_exchange(
     assert "unseen" in caplog.text
     found = await exchange.get_order(Category.LINEAR, "BTCUSDT", "unseen")
     assert found is not None and found.exchange_order_id == placed.exchange_order_id
-    assert found.status == "Filled"
+    assert found.status == "filled"
 
     published.fail = False
     await exchange.place_order(order("seen", price="59000"))
-    assert published.statuses("seen") == ["New"]
+    assert published.statuses("seen") == ["new"]
     assert published.statuses("unseen") == []
 
 
 async def test_a_publisher_that_calls_back_keeps_updates_in_order() -> None:
-    # A consumer reacting inside publish (cancelling on "New") must neither deadlock nor see
+    # A consumer reacting inside publish (cancelling on "new") must neither deadlock nor see
     # the Cancelled update before the New one.
     seen: list[str] = []
     holder: dict[str, PaperExchange] = {}
 
-    async def publish(message: Mapping[str, Any]) -> None:
-        item = message["data"][0]
-        seen.append(item["orderStatus"])
-        if item["orderStatus"] == "New":
-            await holder["ex"].cancel_order(Category.LINEAR, "BTCUSDT", item["orderLinkId"])
+    async def publish(reports: Sequence[Report]) -> None:
+        item = reports[-1]
+        assert isinstance(item, OrderReport)
+        seen.append(item.status.value)
+        if item.status == "new":
+            await holder["ex"].cancel_order(Category.LINEAR, "BTCUSDT", item.client_order_id)
 
     ex = PaperExchange(PaperSettings(random_walk=False), ExchangeContext(publish))
     holder["ex"] = ex
     await asyncio.wait_for(ex.place_order(order("bid", price="59000")), timeout=5)
-    assert seen == ["New", "Cancelled"]
+    assert seen == ["new", "cancelled"]
 
 
 async def test_changes_queued_behind_a_slow_publish_go_out_together_in_order() -> None:
     # While one message awaits its confirm, later changes queue; they travel in one message,
     # as Bybit pushes several orders at once, and never ahead of what happened before them.
-    messages: list[Mapping[str, Any]] = []
+    messages: list[list[OrderReport]] = []
     first_sent = asyncio.Event()
     release = asyncio.Event()
 
-    async def publish(message: Mapping[str, Any]) -> None:
-        messages.append(message)
+    async def publish(reports: Sequence[Report]) -> None:
+        messages.append([r for r in reports if isinstance(r, OrderReport)])
         first_sent.set()
         await release.wait()
 
@@ -595,10 +632,9 @@ async def test_changes_queued_behind_a_slow_publish_go_out_together_in_order() -
     await asyncio.wait_for(first, timeout=5)
     await asyncio.wait_for(ex.close(), timeout=5)
 
-    assert [len(m["data"]) for m in messages] == [1, 3]
-    assert [i["orderLinkId"] for m in messages for i in m["data"]] == ["a", "b", "c", "d"]
-    assert all(i["orderStatus"] == "Filled" for m in messages for i in m["data"])
-    assert len({m["id"] for m in messages}) == 2
+    assert [len(m) for m in messages] == [1, 3]
+    assert [r.client_order_id for m in messages for r in m] == ["a", "b", "c", "d"]
+    assert all(r.status == "filled" for m in messages for r in m)
 
 
 # -- price walk ------------------------------------------------------------------------------

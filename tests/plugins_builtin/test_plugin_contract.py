@@ -132,7 +132,7 @@ def test_paper_plugin_registers_a_paper_exchange_factory() -> None:
     async def publish(message: Any) -> None:
         return None
 
-    adapter = registered["paper"](ExchangeContext(publish_order_update=publish))
+    adapter = registered["paper"](ExchangeContext(publish_reports=publish))
     assert isinstance(adapter, ExchangeAdapter)
     assert isinstance(adapter, PaperExchange)
     assert adapter.name == "paper"
