@@ -183,13 +183,17 @@ _ORDER_EXAMPLE: dict[str, Any] = {
     "time_in_force": "GTC",
     "reduce_only": False,
     "qty": "0.010",
+    "qty_unit": "base",
     "price": "59000.0",
     "status": "new",
     "filled_qty": "0",
     "avg_fill_price": None,
     "cum_fee": "0",
+    "fees": {},
     "reject_code": None,
     "reject_reason": None,
+    "exchange_code": None,
+    "exchange_message": None,
     "is_external": False,
     "created_at": "2026-01-05T10:00:00.123456Z",
     "updated_at": "2026-01-05T10:00:00.456789Z",
@@ -212,6 +216,11 @@ class OrderOut(BaseModel):
     time_in_force: str | None
     reduce_only: bool
     qty: DecimalStr
+    qty_unit: str = Field(
+        description="What `qty` counts: `base` coin, `contracts` (inverse), or `quote` (a spot "
+        "market buy placed elsewhere by amount to spend). Filled quantities count base coin "
+        "or contracts."
+    )
     price: DecimalStr | None
     status: str = Field(
         description="`pending_submit`, `submit_unknown`, `submitted`, `new`, "
@@ -220,9 +229,19 @@ class OrderOut(BaseModel):
     )
     filled_qty: DecimalStr
     avg_fill_price: DecimalStr | None
-    cum_fee: DecimalStr
-    reject_code: str | None
+    cum_fee: DecimalStr = Field(
+        description="Fees in the instrument's PnL coin (other coins converted at their fill "
+        "price); negative = rebates."
+    )
+    fees: dict[str, DecimalStr] = Field(description="Fees per currency, as paid.")
+    reject_code: str | None = Field(
+        description="Why it was rejected or cancelled, in neutral words: "
+        "`INSUFFICIENT_BALANCE`, `POST_ONLY_WOULD_TAKE`, `CANCELLED_BY_USER`…, or the engine's "
+        "own (`SIGNAL_STALE`)."
+    )
     reject_reason: str | None
+    exchange_code: str | None = Field(description="The exchange's own code (`110007`).")
+    exchange_message: str | None = Field(description="The exchange's own text.")
     is_external: bool = Field(description="Placed outside this service (by hand, another bot).")
     created_at: datetime
     updated_at: datetime
@@ -240,11 +259,17 @@ class OrderPage(BaseModel):
 
 
 class FillOut(BaseModel):
-    exec_id: str = Field(description="The exchange's execution id.")
+    exec_id: str = Field(
+        description="The exchange's execution id; `inferred:<order id>` for what order "
+        "reports say filled before its executions arrived (replaced as they do)."
+    )
     side: str
     qty: DecimalStr
     price: DecimalStr
-    fee: DecimalStr
+    fee: DecimalStr = Field(description="In `fee_currency`; negative = a rebate.")
+    fee_currency: str
+    is_maker: bool | None
+    inferred: bool
     executed_at: datetime
 
 
@@ -287,6 +312,9 @@ class OrderDetail(OrderOut):
                             "qty": "0.010",
                             "price": "59000.0",
                             "fee": "0.118",
+                            "fee_currency": "USDT",
+                            "is_maker": True,
+                            "inferred": False,
                             "executed_at": "2026-01-05T10:02:11.000Z",
                         }
                     ],
@@ -341,6 +369,7 @@ _POSITION_EXAMPLE: dict[str, Any] = {
     "avg_entry_price": "50000",
     "realized_pnl": "12.5",
     "fees_paid": "13.75",
+    "fees": {"USDT": "13.75"},
     "mark_price": "52000",
     "unrealized_pnl": "1000",
     "updated_at": "2026-01-05T10:02:11.000Z",
@@ -356,7 +385,11 @@ class PositionOut(BaseModel):
     size: DecimalStr = Field(description="Signed: > 0 long, < 0 short.")
     avg_entry_price: DecimalStr
     realized_pnl: DecimalStr = Field(description="Fees excluded (see `fees_paid`).")
-    fees_paid: DecimalStr
+    fees_paid: DecimalStr = Field(
+        description="In the PnL coin (quote; base coin for inverse); fees paid in the base "
+        "coin of a spot pair are converted at their fill price."
+    )
+    fees: dict[str, DecimalStr] = Field(description="Fees per currency, as paid.")
     mark_price: DecimalStr | None = Field(
         description="The stored mark price, else the exchange's current price; `null` when "
         "neither is available."

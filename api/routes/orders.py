@@ -198,6 +198,9 @@ async def get_order(_key: ReadKey, session: SessionDep, order_ref: OrderRef) -> 
                     qty=format(f.qty, "f"),
                     price=format(f.price, "f"),
                     fee=format(f.fee, "f"),
+                    fee_currency=f.fee_currency,
+                    is_maker=f.is_maker,
+                    inferred=f.inferred,
                     executed_at=f.executed_at,
                 )
                 for f in fills

@@ -100,6 +100,7 @@ async def list_positions(
                 avg_entry_price=format(row.avg_entry_price, "f"),
                 realized_pnl=format(row.realized_pnl, "f"),
                 fees_paid=format(row.fees_paid, "f"),
+                fees=dict(row.fees or {}),
                 mark_price=_dec(mark),
                 unrealized_pnl=_dec(_pnl(row, mark)),
                 updated_at=row.updated_at,

@@ -136,6 +136,16 @@ class _Batch:
     async def write(self, session: AsyncSession) -> None:
         """Insert what was staged. The ORM's changes go first, so an order's events written
         through the session (``order.created``) keep their place before the staged ones."""
+        for booked in self.booked.values():
+            fill = booked.inferred
+            if fill is not None and fill.qty <= 0:
+                # Wholly replaced by real executions.
+                if fill.id is None:
+                    session.expunge(fill)
+                else:
+                    # AsyncSession.delete is a coroutine; the sync session's marks the row.
+                    session.sync_session.delete(fill)
+                booked.inferred = None
         await session.flush()
         conn = await session.connection()
         if self.fills:
@@ -292,6 +302,10 @@ class UpdateApplier:
             return Applied("ignored", order.id, order.status, reason=verdict.reason)
 
         await _leave_doubt(session, order, r.exchange_order_id)
+        before = OrderStatus(order.status)
+        # Status and quantity change together (before any flush), so the order's history
+        # gets one row for them.
+        order.status = verdict.status
         fill = await self._infer_gap(session, order, r, rows)
         if verdict.status in TERMINAL - {OrderStatus.FILLED} and r.reason is not None:
             order.reject_code = r.reason.code[:32] or ReasonCode.EXCHANGE_REJECTED.value
@@ -301,7 +315,7 @@ class UpdateApplier:
         changed = await self._transition(
             session,
             order,
-            verdict.status,
+            before,
             fill,
             r.exchange_order_id,
             updated_ms,
@@ -430,6 +444,8 @@ class UpdateApplier:
         booked.add(real)
         booked.add(removed.negated())
         rows.exec_ids.add(e.exec_id)
+        before = OrderStatus(order.status)
+        order.status = verdict.status
         if grew:
             order.filled_qty = filled_after
             order.cum_exec_value = booked.value
@@ -465,7 +481,7 @@ class UpdateApplier:
         changed = await self._transition(
             session,
             order,
-            verdict.status,
+            before,
             (real, payload) if grew else None,
             e.exchange_order_id,
             None,
@@ -564,7 +580,7 @@ class UpdateApplier:
         self,
         session: AsyncSession,
         order: Order,
-        status: OrderStatus,
+        before: OrderStatus,
         fill: tuple[TradeDelta, dict[str, Any]] | None,
         exchange_order_id: str,
         updated_ms: int | None,
@@ -572,7 +588,9 @@ class UpdateApplier:
         *,
         grew: bool,
     ) -> bool:
-        before = OrderStatus(order.status)
+        """Finish a change of ``order`` (its new status is set already) from ``before``:
+        the event it publishes, and the signal's outcome when the exchange rejected it."""
+        status = OrderStatus(order.status)
         if exchange_order_id and not order.exchange_order_id:
             order.exchange_order_id = exchange_order_id
             rows.remember(order)
@@ -581,8 +599,6 @@ class UpdateApplier:
         changed = status != before
         if not changed and not grew:
             return False
-        # Status and quantity change together, so the order's history gets one row.
-        order.status = status
         order.updated_at = utcnow()
         position = None
         if fill is not None:
@@ -778,13 +794,9 @@ def _shrink(session: AsyncSession, booked: _Booked, removed: TradeDelta) -> None
     fill.qty -= removed.qty
     if fill.qty <= 0:
         # Wholly replaced by real executions: what is left of its value and fees is
-        # rounding, and the executions carry the truth.
-        if fill.id is None:
-            session.expunge(fill)  # added by this batch, never written
-        else:
-            # AsyncSession.delete is a coroutine; the sync session's only marks the row.
-            session.sync_session.delete(fill)
-        booked.inferred = None
+        # rounding, and the executions carry the truth. The row stays (empty) until the
+        # batch is written, so a later report of the batch can use it again.
+        fill.qty = fill.value = fill.fee = fill.fee_settled = _ZERO
         return
     fill.value -= removed.value
     fill.fee_settled -= removed.fees_settled

@@ -31,13 +31,17 @@ ITEM_FIELDS = {
     "time_in_force",
     "reduce_only",
     "qty",
+    "qty_unit",
     "price",
     "status",
     "filled_qty",
     "avg_fill_price",
     "cum_fee",
+    "fees",
     "reject_code",
     "reject_reason",
+    "exchange_code",
+    "exchange_message",
     "is_external",
     "created_at",
     "updated_at",
@@ -262,6 +266,8 @@ async def test_an_order_by_id_client_id_and_exchange_id_with_fills_and_signal(ap
     assert body["status"] == "filled" and body["signal_id"] == "s-market"
     assert [Decimal(f["qty"]) for f in body["fills"]] == [Decimal("0.010")]
     assert body["fills"][0]["price"] == body["avg_fill_price"]
+    assert body["fills"][0]["fee_currency"] == "USDT" and body["fills"][0]["inferred"] is False
+    assert body["fees"] == {"USDT": body["cum_fee"]}
     assert body["signal"]["status"] == "placed" and body["signal"]["reasons"] == []
     assert body["signal"]["payload"]["strategy_id"] == "trend"
 

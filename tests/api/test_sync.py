@@ -73,7 +73,7 @@ async def test_sync_reports_fixes_and_then_finds_nothing(pg_url: str) -> None:
             assert (fixed["orders_updated"], fixed["orders_imported"]) == (1, 1)
             assert fixed["positions_corrected"] == 1  # ETH; BTC came right with the fill
             events = sorted(e["event_type"] for e in await stack.all_events())
-            assert events == ["order.created", "order.filled"]
+            assert events == ["order.created", "order.filled", "position.corrected"]
 
             again = (await client.post("/api/v1/sync", headers=trade)).json()
             assert again["drifts"] == [] and again["errors"] == []
