@@ -14,6 +14,8 @@
 * pybit parses responses with floats; the raw body is captured with a ``requests`` response
   hook and parsed again with ``parse_float=Decimal``. ``return_response_headers=True`` gives
   the ``X-Bapi-Limit*`` headers the rate limiter follows.
+* HTTP 403/429 put the client into a ban (:mod:`plugins_builtin.bybit.ban`): no request at
+  all leaves until it ends, and every call fails at once meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 
 from om_plugins import ExchangeError, ExchangeUnavailable
+from plugins_builtin.bybit.ban import BanGuard
 from plugins_builtin.bybit.errors import Operation, ResponseError, classify
 from plugins_builtin.bybit.ratelimit import RateLimiter, parse_limit_headers
 from plugins_builtin.bybit.settings import BybitSettings, Credentials
@@ -91,10 +94,12 @@ class BybitClient:
         settings: BybitSettings,
         credentials: Credentials,
         limiter: RateLimiter,
+        ban: BanGuard | None = None,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
         self.limiter = limiter
+        self.ban = ban or BanGuard(initial=settings.ban_initial_s, maximum=settings.ban_max_s)
         self.base_url = settings.http_url
         self._trade_pool = ThreadPoolExecutor(
             max_workers=settings.trade_workers, thread_name_prefix="bybit-trade"
@@ -162,7 +167,10 @@ class BybitClient:
     ) -> Reply:
         if self._closed:
             raise ExchangeUnavailable(f"{what}: the Bybit client is closed")
+        self.ban.check(what)
         await self.limiter.acquire(group)
+        # A ban may have begun while this request waited for its turn.
+        started = self.ban.check(what)
         pool = self._read_pool if operation is Operation.READ else self._trade_pool
         loop = asyncio.get_running_loop()
         try:
@@ -179,9 +187,18 @@ class BybitClient:
                 parse_limit_headers(exc.resp_headers),
                 throttled=isinstance(exc, InvalidRequestError) and exc.status_code == 10006,
             )
-            raise self._failed(exc, operation, what) from None
+            failure = self._failed(exc, operation, what)
+            if (
+                isinstance(exc, FailedRequestError)
+                and exc.resp_headers is not None
+                and exc.status_code in (403, 429)
+                and isinstance(failure, ExchangeUnavailable)
+            ):
+                failure.retry_after = self.ban.trip(int(exc.status_code), started)
+            raise failure from None
         except Exception as exc:
             raise self._failed(exc, operation, what) from None
+        self.ban.succeeded()
         self.limiter.observe(group, parse_limit_headers(reply.headers))
         return reply
 
