@@ -107,6 +107,11 @@ class BybitClient:
         self._read_pool = ThreadPoolExecutor(
             max_workers=settings.read_workers, thread_name_prefix="bybit-read"
         )
+        # A rate-limit token is taken only once a worker is free to send at once: a token
+        # spent while the request waits in the pool would let Bybit see more requests in
+        # its rolling second than we counted.
+        self._trade_slots = asyncio.Semaphore(settings.trade_workers)
+        self._read_slots = asyncio.Semaphore(settings.read_workers)
         self._local = threading.local()
         self._sessions: list[_Session] = []
         self._sessions_lock = threading.Lock()
@@ -168,36 +173,38 @@ class BybitClient:
         if self._closed:
             raise ExchangeUnavailable(f"{what}: the Bybit client is closed")
         self.ban.check(what)
-        await self.limiter.acquire(group)
-        # A ban may have begun while this request waited for its turn.
-        started = self.ban.check(what)
-        pool = self._read_pool if operation is Operation.READ else self._trade_pool
-        loop = asyncio.get_running_loop()
-        try:
-            pending = loop.run_in_executor(pool, self._blocking_call, method, dict(params))
-        except RuntimeError:  # the pool is shut down: nothing was sent
-            raise ExchangeUnavailable(f"{what}: the Bybit client is closed") from None
-        try:
-            reply = await pending
-        except ExchangeError:
-            raise
-        except (InvalidRequestError, FailedRequestError) as exc:
-            self.limiter.observe(
-                group,
-                parse_limit_headers(exc.resp_headers),
-                throttled=isinstance(exc, InvalidRequestError) and exc.status_code == 10006,
-            )
-            failure = self._failed(exc, operation, what)
-            if (
-                isinstance(exc, FailedRequestError)
-                and exc.resp_headers is not None
-                and exc.status_code in (403, 429)
-                and isinstance(failure, ExchangeUnavailable)
-            ):
-                failure.retry_after = self.ban.trip(int(exc.status_code), started)
-            raise failure from None
-        except Exception as exc:
-            raise self._failed(exc, operation, what) from None
+        reading = operation is Operation.READ
+        async with self._read_slots if reading else self._trade_slots:
+            await self.limiter.acquire(group)
+            # A ban may have begun while this request waited for its turn.
+            started = self.ban.check(what)
+            pool = self._read_pool if reading else self._trade_pool
+            loop = asyncio.get_running_loop()
+            try:
+                pending = loop.run_in_executor(pool, self._blocking_call, method, dict(params))
+            except RuntimeError:  # the pool is shut down: nothing was sent
+                raise ExchangeUnavailable(f"{what}: the Bybit client is closed") from None
+            try:
+                reply = await pending
+            except ExchangeError:
+                raise
+            except (InvalidRequestError, FailedRequestError) as exc:
+                self.limiter.observe(
+                    group,
+                    parse_limit_headers(exc.resp_headers),
+                    throttled=isinstance(exc, InvalidRequestError) and exc.status_code == 10006,
+                )
+                failure = self._failed(exc, operation, what)
+                if (
+                    isinstance(exc, FailedRequestError)
+                    and exc.resp_headers is not None
+                    and exc.status_code in (403, 429)
+                    and isinstance(failure, ExchangeUnavailable)
+                ):
+                    failure.retry_after = self.ban.trip(int(exc.status_code), started)
+                raise failure from None
+            except Exception as exc:
+                raise self._failed(exc, operation, what) from None
         self.ban.succeeded()
         self.limiter.observe(group, parse_limit_headers(reply.headers))
         return reply

@@ -422,7 +422,7 @@ def _number(key: str, value: Any) -> Decimal:
 def _order_type(f: _Fields) -> OrderType | None:
     """Market or limit for plain orders; ``None`` for conditional and TP/SL orders."""
     stop = f.data.get("stopOrderType")
-    if stop is not None and stop not in _PLAIN:
+    if stop is not None and (not isinstance(stop, str) or stop not in _PLAIN):
         return None
     kind = f.data.get("orderType")
     return _ORDER_TYPES.get(kind) if isinstance(kind, str) else None
@@ -585,8 +585,15 @@ def execution_report(
         if not currency:
             currency = fee_currency(cat, symbol, side, amount, resolve)
         fee = Fee(amount=amount, currency=currency)
-    # A quote-coin spot market order's qty is not in the unit of its executions.
-    in_quote = f.data.get("marketUnit") == "quoteCoin"
+    order_type = _order_type(f)
+    # A spot market order's qty may count the quote coin (marketUnit=quoteCoin, Bybit's
+    # default for buys); REST executions do not say which, so only an explicit baseCoin
+    # keeps the order's quantities.
+    in_quote = (
+        cat is Category.SPOT
+        and order_type is OrderType.MARKET
+        and f.data.get("marketUnit") != "baseCoin"
+    ) or f.data.get("marketUnit") == "quoteCoin"
     return ExecutionReport(
         exec_id=exec_id,
         exchange_order_id=order_id,
@@ -603,7 +610,7 @@ def execution_report(
         kind=kind,
         order_qty=None if in_quote else f.dec("orderQty"),
         leaves_qty=None if in_quote else f.dec("leavesQty"),
-        order_type=_order_type(f),
+        order_type=order_type,
         raw=dict(item),
     )
 
