@@ -57,6 +57,8 @@ Attributes and methods:
   (default: all that is left, at its price); ``PartiallyFilled`` until nothing is left.
 * ``await fill_in_parts(order_link_id, [(qty, price), ...])``: several maker fills in one
   change: one ``execution`` message and one ``order`` message with several items each.
+* ``executions_out_of_order = True`` (a switch): each change's execution message comes after
+  its order message, items newest first.
 * ``hold_executions()`` / ``release_executions(newest_first=True)``: execution messages are
   held back (orders still go out, with Bybit's cumulative figures) and then delivered in one
   message, newest first: executions out of order and after their order.

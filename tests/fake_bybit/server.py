@@ -194,6 +194,15 @@ class FakeBybit:
         executions and orders (several items per message, as Bybit does)."""
         self._publish(self.exchange.fill_in_parts(self.orders[order_link_id], parts))
 
+    @property
+    def executions_out_of_order(self) -> bool:
+        """The switch: each change's executions are pushed after its orders, newest first."""
+        return self._stream.executions_out_of_order
+
+    @executions_out_of_order.setter
+    def executions_out_of_order(self, on: bool) -> None:
+        self._stream.executions_out_of_order = on
+
     def hold_executions(self) -> None:
         """From now on execution messages are held back (orders still go out) ..."""
         self._stream.hold_executions()

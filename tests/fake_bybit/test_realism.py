@@ -4,6 +4,7 @@ contracts, the history's 24 h for unfilled orders, fee rates, rate limits and IP
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -119,6 +120,21 @@ async def test_held_executions_arrive_after_the_order_newest_first(
     assert filled["data"][0]["cumExecValue"] == "2100" and filled["data"][0]["avgPrice"] == "1050"
     assert late["topic"] == "execution"
     assert [e["execPrice"] for e in late["data"]] == ["1090", "1010"]
+
+
+async def test_the_out_of_order_switch_sends_executions_last_newest_first(
+    fake: FakeBybit, session: HTTP, orders_ws: ClientConnection
+) -> None:
+    fake.executions_out_of_order = True
+    await place(session, side="Buy", orderType="Limit", qty="0.02", price="59000", orderLinkId="x")
+    await receive(orders_ws)
+
+    await fake.fill_in_parts("x", [(D("0.01"), D("59000")), (D("0.01"), D("58990"))])
+
+    orders, executions = await receive(orders_ws), await receive(orders_ws)
+    assert orders["topic"] == "order" and orders["data"][-1]["orderStatus"] == "Filled"
+    assert executions["topic"] == "execution"
+    assert [e["execPrice"] for e in executions["data"]] == ["58990", "59000"]
 
 
 # -- fees ---------------------------------------------------------------------------------------
@@ -298,42 +314,40 @@ async def test_unfilled_cancelled_orders_leave_the_history_after_24_hours(
     assert [o["orderLinkId"] for o in history["result"]["list"]] == ["f"]
 
 
-async def test_rate_limits_are_on_by_default(fake: FakeBybit) -> None:
-    answers = []
-    for n in range(12):
-        body = json.dumps(
-            {
-                "category": "linear",
-                "symbol": "BTCUSDT",
-                "side": "Buy",
-                "orderType": "Limit",
-                "qty": "0.001",
-                "price": "50000",
-                "orderLinkId": f"burst-{n}",
-            }
-        ).encode()
-        answers.append(await signed_request(fake, "POST", "/v5/order/create", body=body))
-    codes = [a.json()["retCode"] for a in answers]
-    assert codes[:10] == [0] * 10 and codes[10:] == [10006, 10006]
-    throttled = answers[10]
-    assert throttled.headers["X-Bapi-Limit-Status"] == "0"
-    assert int(throttled.headers["X-Bapi-Limit-Reset-Timestamp"]) > time.time() * 1000
-    assert len(fake.orders) == 10
-    # Spot has its own limit.
-    spot = json.dumps(
+def create_body(link: str, category: str = "linear") -> bytes:
+    return json.dumps(
         {
-            "category": "spot",
+            "category": category,
             "symbol": "BTCUSDT",
             "side": "Buy",
             "orderType": "Limit",
             "qty": "0.001",
             "price": "50000",
-            "orderLinkId": "spot-1",
+            "orderLinkId": link,
         }
     ).encode()
-    assert (await signed_request(fake, "POST", "/v5/order/create", body=spot)).json()[
-        "retCode"
-    ] == 0
+
+
+async def test_rate_limits_are_on_by_default(fake: FakeBybit) -> None:
+    # Sent at once: all arrive within Bybit's one-second window.
+    answers = await asyncio.gather(
+        *(
+            signed_request(fake, "POST", "/v5/order/create", body=create_body(f"burst-{n}"))
+            for n in range(12)
+        )
+    )
+    codes = [a.json()["retCode"] for a in answers]
+    assert sorted(codes) == [0] * 10 + [10006, 10006]
+    throttled = next(a for a in answers if a.json()["retCode"] == 10006)
+    assert throttled.json()["retMsg"] == "Too many visits!"
+    assert throttled.headers["X-Bapi-Limit-Status"] == "0"
+    assert int(throttled.headers["X-Bapi-Limit-Reset-Timestamp"]) > time.time() * 1000
+    assert len(fake.orders) == 10
+    # Spot has its own limit.
+    spot = await signed_request(
+        fake, "POST", "/v5/order/create", body=create_body("spot-1", "spot")
+    )
+    assert spot.json()["retCode"] == 0
 
 
 async def test_rate_limits_can_be_switched_off(fake: FakeBybit) -> None:

@@ -21,7 +21,9 @@ Frames follow the docs (``websocket/wss-authentication.mdx`` and the private top
   happened; ``topic`` is the name the connection subscribed with (``order`` or
   ``order.linear``). ``order``, ``execution``, ``position`` and ``wallet`` are pushed;
   ``execution.fast``, ``greeks`` and ``dcp`` are accepted but never pushed.
-* Out of order: after :meth:`PrivateStream.hold_executions`, execution items are held back
+* Out of order: with ``executions_out_of_order`` set, each change's execution message comes
+  after its order message, its items newest first; across changes, after
+  :meth:`PrivateStream.hold_executions`, execution items are held back
   (orders, positions and wallets still go out) until :meth:`PrivateStream.release_executions`
   pushes them in one message, newest first by default.
 """
@@ -100,6 +102,8 @@ class PrivateStream:
         self.auth_failures = 0
         self._holding = False
         self._held: list[Event] = []
+        #: The switch: each change's executions come after its orders, newest first.
+        self.executions_out_of_order = False
 
     @property
     def authenticated_connections(self) -> int:
@@ -222,6 +226,9 @@ class PrivateStream:
     def publish(self, events: Iterable[Event]) -> None:
         """Push the events of one change: one message per topic, several items each."""
         pending = list(events)
+        if self.executions_out_of_order:
+            executions = [e for e in pending if e[0] == "execution"]
+            pending = [e for e in pending if e[0] != "execution"] + executions[::-1]
         if self._holding:
             self._held += [e for e in pending if e[0] == "execution"]
             pending = [e for e in pending if e[0] != "execution"]
