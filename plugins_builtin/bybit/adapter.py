@@ -36,6 +36,7 @@ from om_plugins import (
     DuplicateClientOrderId,
     ExchangeAdapter,
     ExchangeContext,
+    ExchangeError,
     ExchangeRejected,
     ExchangeUnavailable,
     ExecutionReport,
@@ -227,6 +228,8 @@ class BybitExchange(ExchangeAdapter):
     # -- orders --------------------------------------------------------------------------------
 
     def _require_category(self, category: Category) -> None:
+        """Trading (and the rules and prices trading needs) only in enabled categories;
+        lookups, cancels and lists work in any, so nothing placed earlier is stranded."""
         if category not in self.categories:
             enabled = ",".join(c.value for c in self.categories)
             raise ExchangeRejected(
@@ -311,7 +314,6 @@ class BybitExchange(ExchangeAdapter):
         """Open and recent orders first, then the history, then the executions: a filled
         order can drop out of ``/v5/order/realtime`` (and cancelled ones out of the history
         after 24 h). ``None`` only when all three say they know no such order."""
-        self._require_category(category)
         await self._learn_coins(category, symbol)
         query = {"category": category.value, "symbol": symbol, "orderLinkId": client_order_id}
         for method, group, what in (
@@ -328,7 +330,6 @@ class BybitExchange(ExchangeAdapter):
         return None
 
     async def cancel_order(self, category: Category, symbol: str, client_order_id: str) -> None:
-        self._require_category(category)
         try:
             await self.client.call(
                 "cancel_order",
@@ -345,7 +346,6 @@ class BybitExchange(ExchangeAdapter):
     async def list_open_orders(
         self, category: Category, symbol: str | None = None
     ) -> list[OrderReport]:
-        self._require_category(category)
         what = "GET /v5/order/realtime"
         found: dict[str, OrderReport] = {}
         for scope in self._scopes(category, symbol):
@@ -371,7 +371,6 @@ class BybitExchange(ExchangeAdapter):
     ) -> list[OrderReport]:
         """Closed and recent orders (Bybit keeps cancelled ones without fills 24 h, others
         longer); Bybit allows at most 7 days between ``start_time`` and ``end_time``."""
-        self._require_category(category)
         what = "GET /v5/order/history"
         params = {"category": category.value, "symbol": symbol, "limit": 50}
         items = await self._pages(
@@ -394,7 +393,6 @@ class BybitExchange(ExchangeAdapter):
         """Executions (newest first, as Bybit lists them) of one order, or of ``symbol``
         when no id is given; Bybit keeps a 7-day window starting at ``since`` (default: the
         last 7 days)."""
-        self._require_category(category)
         await self._learn_coins(category, symbol)
         what = "GET /v5/execution/list"
         params: dict[str, Any] = {"category": category.value, "symbol": symbol, "limit": 100}
@@ -429,7 +427,6 @@ class BybitExchange(ExchangeAdapter):
     async def list_positions(self, category: Category) -> list[PositionReport]:
         """Every non-flat position: both sides in hedge mode; spot: coin balances (see
         :meth:`_spot_positions`)."""
-        self._require_category(category)
         if category is Category.SPOT:
             return await self._spot_positions()
         what = "GET /v5/position/list"
@@ -497,7 +494,6 @@ class BybitExchange(ExchangeAdapter):
         a position-mode rejection drops the cached answer."""
         if category is Category.SPOT:
             return PositionMode.ONE_WAY
-        self._require_category(category)
         setting = self.settings.position_mode
         if setting is PositionModeSetting.ONE_WAY:
             return PositionMode.ONE_WAY
@@ -521,7 +517,6 @@ class BybitExchange(ExchangeAdapter):
         for spot."""
         if category is Category.SPOT:
             return None
-        self._require_category(category)
         key = (category, symbol)
         cached = self._leverage.get(key)
         now = time.monotonic()
@@ -538,7 +533,6 @@ class BybitExchange(ExchangeAdapter):
     async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates | None:
         """The account's rates from ``/v5/account/fee-rate`` (cached); a negative maker
         rate is a rebate."""
-        self._require_category(category)
         key = (category, symbol)
         cached = self._fee_rates.get(key)
         now = time.monotonic()
@@ -627,7 +621,7 @@ class BybitExchange(ExchangeAdapter):
             return
         try:
             await self._instrument_items(category, symbol)
-        except ExchangeUnavailable as exc:
+        except ExchangeError as exc:  # the call that needs them fails on its own if it must
             log.info("bybit: coins of %s %s unknown (%s)", category.value, symbol, exc)
 
     async def get_instrument(self, category: Category, symbol: str) -> Instrument:

@@ -353,8 +353,11 @@ async def test_a_category_not_enabled_is_refused_clearly(
     assert raised.value.code == "CATEGORY_DISABLED"
     assert "OM_BYBIT_CATEGORIES=linear" in raised.value.message
     with pytest.raises(ExchangeRejected):
-        await linear_only.list_positions(Category.INVERSE)
+        await linear_only.get_instrument(Category.SPOT, "BTCUSDT")
     assert fake.create_calls == []
+    # Lookups and lists still work there: nothing placed earlier is stranded.
+    assert await linear_only.list_open_orders(Category.SPOT) == []
+    assert await linear_only.get_order(Category.INVERSE, "BTCUSD", "never") is None
 
 
 async def test_balance(fake: FakeBybit, exchange: BybitExchange) -> None:
