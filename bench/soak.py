@@ -23,8 +23,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from om_core.db import migrate
-from om_core.gateway import Gateway, GatewayConfig
 from om_core.messaging.rabbitmq import RabbitBus
+from plugins_builtin.bybit.gateway import Gateway, GatewayConfig
 from tests.faults.conftest import World
 from tests.faults.support import (
     API_KEY,
@@ -37,6 +37,7 @@ from tests.faults.support import (
 )
 from tests.faults.test_kill_points import POINTS, run_cycle
 from tests.services import fresh_pg_database, fresh_vhost
+from tests.support.gateway import bus_context
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,7 +71,7 @@ async def soak(args: argparse.Namespace, db_url: str, amqp_url: str, log_dir: Pa
                 backoff_initial=0.1,
                 backoff_max=0.5,
             ),
-            bus,
+            bus_context(bus),
         )
         await gateway.start()
         world = World(db_url, amqp_url, fake, bus, db, events)

@@ -14,6 +14,8 @@
 * pybit parses responses with floats; the raw body is captured with a ``requests`` response
   hook and parsed again with ``parse_float=Decimal``. ``return_response_headers=True`` gives
   the ``X-Bapi-Limit*`` headers the rate limiter follows.
+* HTTP 403/429 put the client into a ban (:mod:`plugins_builtin.bybit.ban`): no request at
+  all leaves until it ends, and every call fails at once meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 
 from om_plugins import ExchangeError, ExchangeUnavailable
+from plugins_builtin.bybit.ban import BanGuard
 from plugins_builtin.bybit.errors import Operation, ResponseError, classify
 from plugins_builtin.bybit.ratelimit import RateLimiter, parse_limit_headers
 from plugins_builtin.bybit.settings import BybitSettings, Credentials
@@ -91,10 +94,12 @@ class BybitClient:
         settings: BybitSettings,
         credentials: Credentials,
         limiter: RateLimiter,
+        ban: BanGuard | None = None,
     ) -> None:
         self._settings = settings
         self._credentials = credentials
         self.limiter = limiter
+        self.ban = ban or BanGuard(initial=settings.ban_initial_s, maximum=settings.ban_max_s)
         self.base_url = settings.http_url
         self._trade_pool = ThreadPoolExecutor(
             max_workers=settings.trade_workers, thread_name_prefix="bybit-trade"
@@ -102,6 +107,11 @@ class BybitClient:
         self._read_pool = ThreadPoolExecutor(
             max_workers=settings.read_workers, thread_name_prefix="bybit-read"
         )
+        # A rate-limit token is taken only once a worker is free to send at once: a token
+        # spent while the request waits in the pool would let Bybit see more requests in
+        # its rolling second than we counted.
+        self._trade_slots = asyncio.Semaphore(settings.trade_workers)
+        self._read_slots = asyncio.Semaphore(settings.read_workers)
         self._local = threading.local()
         self._sessions: list[_Session] = []
         self._sessions_lock = threading.Lock()
@@ -162,26 +172,40 @@ class BybitClient:
     ) -> Reply:
         if self._closed:
             raise ExchangeUnavailable(f"{what}: the Bybit client is closed")
-        await self.limiter.acquire(group)
-        pool = self._read_pool if operation is Operation.READ else self._trade_pool
-        loop = asyncio.get_running_loop()
-        try:
-            pending = loop.run_in_executor(pool, self._blocking_call, method, dict(params))
-        except RuntimeError:  # the pool is shut down: nothing was sent
-            raise ExchangeUnavailable(f"{what}: the Bybit client is closed") from None
-        try:
-            reply = await pending
-        except ExchangeError:
-            raise
-        except (InvalidRequestError, FailedRequestError) as exc:
-            self.limiter.observe(
-                group,
-                parse_limit_headers(exc.resp_headers),
-                throttled=isinstance(exc, InvalidRequestError) and exc.status_code == 10006,
-            )
-            raise self._failed(exc, operation, what) from None
-        except Exception as exc:
-            raise self._failed(exc, operation, what) from None
+        self.ban.check(what)
+        reading = operation is Operation.READ
+        async with self._read_slots if reading else self._trade_slots:
+            await self.limiter.acquire(group)
+            # A ban may have begun while this request waited for its turn.
+            started = self.ban.check(what)
+            pool = self._read_pool if reading else self._trade_pool
+            loop = asyncio.get_running_loop()
+            try:
+                pending = loop.run_in_executor(pool, self._blocking_call, method, dict(params))
+            except RuntimeError:  # the pool is shut down: nothing was sent
+                raise ExchangeUnavailable(f"{what}: the Bybit client is closed") from None
+            try:
+                reply = await pending
+            except ExchangeError:
+                raise
+            except (InvalidRequestError, FailedRequestError) as exc:
+                self.limiter.observe(
+                    group,
+                    parse_limit_headers(exc.resp_headers),
+                    throttled=isinstance(exc, InvalidRequestError) and exc.status_code == 10006,
+                )
+                failure = self._failed(exc, operation, what)
+                if (
+                    isinstance(exc, FailedRequestError)
+                    and exc.resp_headers is not None
+                    and exc.status_code in (403, 429)
+                    and isinstance(failure, ExchangeUnavailable)
+                ):
+                    failure.retry_after = self.ban.trip(int(exc.status_code), started)
+                raise failure from None
+            except Exception as exc:
+                raise self._failed(exc, operation, what) from None
+        self.ban.succeeded()
         self.limiter.observe(group, parse_limit_headers(reply.headers))
         return reply
 

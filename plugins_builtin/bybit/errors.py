@@ -8,8 +8,10 @@ that may have happened after the request reached Bybit is :class:`OutcomeUnknown
 engine looks the order up before it sends anything again. A read that fails transiently is
 :class:`ExchangeUnavailable`: nothing changed, asking again is safe.
 
-Sources for the codes: Bybit's ``docs/v5/error.mdx`` and the research notes in
-``/work/shared/reference/bybit-v5-notes.md`` §2.
+Every error carries Bybit's code (``retCode``, or the HTTP status) as ``code`` and its
+neutral meaning from :mod:`plugins_builtin.bybit.codes` as ``reason_code``; failures that
+are not Bybit's answer (timeouts, broken connections) have no reason code. Sources for the
+codes: Bybit's ``docs/v5/error.mdx``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from om_plugins import (
     ExchangeRejected,
     ExchangeUnavailable,
     OutcomeUnknown,
+    ReasonCode,
 )
+from plugins_builtin.bybit.codes import HTTP_CODES, RET_CODES, reason_for_ret_code
 from plugins_builtin.bybit.ratelimit import parse_limit_headers
 
 __all__ = [
@@ -48,9 +52,9 @@ __all__ = [
 DUPLICATE_CODES = frozenset({110072, 170141, 12141})
 #: Credentials wrong, expired, lacking permission, bound to another IP, or a clock so far off
 #: that every request is outside the receive window: trading cannot go on.
-AUTH_CODES = frozenset({10002, 10003, 10004, 10005, 10007, 10009, 10010, 33004, -2015, -1})
+AUTH_CODES = frozenset(c for c, r in RET_CODES.items() if r is ReasonCode.AUTH)
 #: Too many requests; the request was refused before it was executed.
-RATE_LIMIT_CODES = frozenset({10006, 10018})
+RATE_LIMIT_CODES = frozenset(c for c, r in RET_CODES.items() if r is ReasonCode.RATE_LIMITED)
 #: Bybit's own timeouts and restarts: the request may have been executed.
 UNKNOWN_OUTCOME_CODES = frozenset({10000, 10016, 10019, 170007, 170146})
 #: Rejections caused by the instrument's rules (quantity or price grid, minimums): the
@@ -59,7 +63,9 @@ PRECISION_CODES = frozenset(
     {10001, 110017, 110094, 12137, 170132, 170133, 170134, 170135, 170136, 170137, 170140}
 )
 #: Cancel or amend of an order that is not open (never existed, filled, cancelled).
-ORDER_NOT_FOUND_CODES = frozenset({110001, 110008, 110010, 170213})
+ORDER_NOT_FOUND_CODES = frozenset(
+    c for c, r in RET_CODES.items() if r is ReasonCode.ORDER_NOT_FOUND
+)
 
 #: A 10006 without a reset header: Bybit's window is one second.
 DEFAULT_RETRY_AFTER = 1.0
@@ -135,17 +141,21 @@ def classify(
             return unknown(f"unreadable error code {exc.status_code!r}")
         message = _scrub(str(exc.message), secrets)
         text = f"{what}: {message} (retCode {code})"
+        reason = reason_for_ret_code(code, message).value
         if code in DUPLICATE_CODES and operation is Operation.CREATE:
-            return DuplicateClientOrderId(message, code=str(code))
+            return DuplicateClientOrderId(message, code=str(code), reason_code=reason)
         if code in AUTH_CODES:
-            return ExchangeAuthError(text, code=str(code))
+            return ExchangeAuthError(text, code=str(code), reason_code=reason)
         if code in RATE_LIMIT_CODES:
             return ExchangeUnavailable(
-                text, code=str(code), retry_after=_retry_after(exc.resp_headers)
+                text,
+                code=str(code),
+                reason_code=reason,
+                retry_after=_retry_after(exc.resp_headers),
             )
         if code in UNKNOWN_OUTCOME_CODES:
             return unknown(f"{message} (retCode {code})", str(code))
-        return ExchangeRejected(message, code=str(code))
+        return ExchangeRejected(message, code=str(code), reason_code=reason)
     if isinstance(exc, FailedRequestError):
         status = exc.status_code
         if exc.resp_headers is None:
@@ -153,18 +163,25 @@ def classify(
             # but is unreadable) or retries exhausted.
             return unknown(str(exc.message))
         if status == 401:
-            return ExchangeAuthError(f"{what}: HTTP 401 (invalid key or auth headers)", code="401")
+            return ExchangeAuthError(
+                f"{what}: HTTP 401 (invalid key or auth headers)",
+                code="401",
+                reason_code=ReasonCode.AUTH.value,
+            )
         if status in (403, 429):
             # Bybit's gateway refuses before processing: IP rate limit, region, or
-            # system-level frequency protection.
+            # system-level frequency protection. The client turns it into a ban.
             return ExchangeUnavailable(
                 f"{what}: HTTP {status} ({exc.message})",
                 code=str(status),
+                reason_code=HTTP_CODES[status].value,
                 retry_after=_retry_after(exc.resp_headers),
             )
         return unknown(f"HTTP {status}", str(status))
     if isinstance(exc, PermissionError):
-        return ExchangeAuthError(f"{what}: {exc}", code="NO_KEYS")
+        return ExchangeAuthError(
+            f"{what}: {exc}", code="NO_KEYS", reason_code=ReasonCode.AUTH.value
+        )
     if never_sent(exc):
         return ExchangeUnavailable(_scrub(f"{what}: cannot connect ({exc})", secrets))
     if isinstance(exc, requests.exceptions.Timeout):

@@ -8,6 +8,8 @@ Example::
     OM_BYBIT_API_SECRET=...
     OM_BYBIT_ENV=testnet            # testnet (default) | demo | mainnet
     OM_BYBIT_ACCOUNT_LABEL=main
+    OM_BYBIT_CATEGORIES=linear,spot  # default: linear,inverse,spot
+    OM_BYBIT_POSITION_MODE=auto     # auto (read from Bybit) | one_way | hedge
 
 Everything validates without credentials: the plugin is loaded with the built-ins even when
 another exchange is selected, and asks for the keys only when it is started.
@@ -18,11 +20,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from om_plugins import PluginError
+from om_plugins import Category, PluginError
 
-__all__ = ["ENV_PREFIX", "BybitEnv", "BybitSettings", "Credentials"]
+__all__ = ["ENV_PREFIX", "BybitEnv", "BybitSettings", "Credentials", "PositionModeSetting"]
 
 ENV_PREFIX = "OM_BYBIT_"
 
@@ -31,6 +33,15 @@ class BybitEnv(StrEnum):
     TESTNET = "testnet"
     DEMO = "demo"
     MAINNET = "mainnet"
+
+
+class PositionModeSetting(StrEnum):
+    """How the adapter learns the account's position mode of a derivatives symbol."""
+
+    #: Asked from ``/v5/position/list`` once per symbol, then cached.
+    AUTO = "auto"
+    ONE_WAY = "one_way"
+    HEDGE = "hedge"
 
 
 #: REST and private-stream addresses per environment (Bybit docs: guide.mdx, demo.mdx).
@@ -124,6 +135,41 @@ class BybitSettings(BaseModel):
         default_factory=lambda: ["USDT", "USDC"],
         description="Settle coins to list linear orders and positions for when no symbol is given.",
     )
+    categories: list[Category] = Field(
+        default_factory=lambda: [Category.LINEAR, Category.INVERSE, Category.SPOT],
+        min_length=1,
+        description="Categories this account trades (and reconciliation covers); others are "
+        "refused.",
+    )
+    position_mode: PositionModeSetting = Field(
+        default=PositionModeSetting.AUTO,
+        description="auto (read from Bybit per symbol, cached), one_way or hedge; spot is "
+        "always one-way.",
+    )
+    spot_quote_coin: str = Field(
+        default="USDT",
+        min_length=1,
+        max_length=16,
+        description="Spot balances are reported as positions of <COIN><spot_quote_coin>.",
+    )
+    spot_coins: list[str] = Field(
+        default_factory=list,
+        description="Coins whose spot balances are positions; empty: every coin held with a "
+        "listed <COIN><spot_quote_coin> spot pair.",
+    )
+    fee_rate_cache_ttl_s: float = Field(
+        default=3600.0, ge=0, description="How long fee rates from /v5/account/fee-rate are reused."
+    )
+    leverage_cache_ttl_s: float = Field(
+        default=60.0, ge=0, description="How long a symbol's leverage is reused."
+    )
+    # HTTP 403 (IP ban, at least 10 minutes at Bybit) and 429: nothing is sent meanwhile.
+    ban_initial_s: float = Field(
+        default=60.0, ge=60, description="First pause after an HTTP 403/429 (at least 60 s)."
+    )
+    ban_max_s: float = Field(
+        default=3600.0, ge=60, description="Longest pause; each ban in a row doubles it."
+    )
     # The WS-Gateway's stream handling.
     ws_ping_interval_s: float = Field(default=20.0, gt=0, description="Ping every this often.")
     ws_ping_timeout_s: float = Field(default=10.0, gt=0, description="Pong must come within.")
@@ -163,12 +209,35 @@ class BybitSettings(BaseModel):
             raise ValueError("must start with ws:// or wss://")
         return value
 
-    @field_validator("linear_settle_coins", mode="before")
+    @field_validator("linear_settle_coins", "spot_coins", mode="before")
     @classmethod
     def _coin_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [c.strip().upper() for c in value.split(",") if c.strip()]
         return value
+
+    @field_validator("spot_quote_coin")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _category_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [c.strip().lower() for c in value.split(",") if c.strip()]
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _unique(cls, value: list[Category]) -> list[Category]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _ban_bounds(self) -> BybitSettings:
+        if self.ban_max_s < self.ban_initial_s:
+            raise ValueError("ban_max_s must be at least ban_initial_s")
+        return self
 
     @property
     def http_url(self) -> str:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from om_plugins import Category, ExchangeContext, OrderRequest, OrderType, Side, TimeInForce
+from om_plugins import (
+    Category,
+    ExchangeContext,
+    OrderRequest,
+    OrderType,
+    Report,
+    Side,
+    TimeInForce,
+)
 from plugins_builtin.bybit import BybitExchange, BybitSettings
 from tests.fake_bybit import FakeBybit
 
@@ -27,7 +35,10 @@ def resent() -> set[str]:
 
 @pytest.fixture
 async def fake(resent: set[str]) -> AsyncIterator[FakeBybit]:
-    async with FakeBybit(api_key=API_KEY, api_secret=API_SECRET) as server:
+    # BTC for inverse margin and spot sells; Bybit's rate limits stay on.
+    async with FakeBybit(
+        api_key=API_KEY, api_secret=API_SECRET, coins={"BTC": Decimal("1")}
+    ) as server:
         yield server
         counts = Counter(body.get("orderLinkId") for body in server.create_calls)
         twice = {link: n for link, n in counts.items() if n > 1 and link not in resent}
@@ -48,11 +59,11 @@ def settings_for(fake: FakeBybit, **overrides: Any) -> BybitSettings:
     return BybitSettings.model_validate(values)
 
 
-async def _drop(message: Any) -> None:
-    """The adapter never publishes order updates; Bybit's come through the WS-Gateway."""
+async def _drop(reports: Sequence[Report]) -> None:
+    """The adapter never publishes reports; Bybit's come through the WS-Gateway."""
 
 
-CONTEXT = ExchangeContext(publish_order_update=_drop)
+CONTEXT = ExchangeContext(publish_reports=_drop)
 
 
 @pytest.fixture
@@ -80,6 +91,7 @@ def order(
     price: str | None = None,
     time_in_force: TimeInForce | None = None,
     reduce_only: bool = False,
+    position_idx: int = 0,
 ) -> OrderRequest:
     return OrderRequest(
         client_order_id=client_order_id or link_id(),
@@ -91,6 +103,7 @@ def order(
         price=Decimal(price) if price is not None else None,
         time_in_force=time_in_force,
         reduce_only=reduce_only,
+        position_idx=position_idx,
     )
 
 

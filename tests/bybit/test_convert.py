@@ -1,38 +1,30 @@
-"""Bybit JSON → SDK types, on the docs' own example payloads (parsed as Bybit sends them:
-numbers are strings, parsed with Decimal, never float)."""
+"""Bybit JSON ↔ SDK types for requests, market data and the account, on the docs' own example
+payloads (copied into tests/flow/bybit_examples; numbers are strings, parsed with Decimal,
+never float). Orders, executions and positions: test_decode.py."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from om_plugins import Category, OrderRequest, OrderType, Side, TimeInForce
+from om_plugins import Category, FeeRates, OrderRequest, OrderType, QtyUnit, Side, TimeInForce
 from plugins_builtin.bybit.convert import (
     balance_from,
     create_params,
     dec,
-    execution_from,
+    fee_rates_from,
     instrument_from,
-    order_from,
-    order_from_executions,
-    position_from,
     ticker_from,
 )
 from plugins_builtin.bybit.errors import ResponseError
-
-EXAMPLES = Path("/work/shared/reference/bybit-examples")
+from tests.flow.bybit_messages import EXAMPLES
 
 
 def example(name: str) -> Any:
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.skip(f"reference example {name} is not available")
-    return json.loads(path.read_text(), parse_float=Decimal)
+    return json.loads((EXAMPLES / name).read_text(), parse_float=Decimal)
 
 
 def test_scalars_are_decimal_and_empty_is_none() -> None:
@@ -59,7 +51,26 @@ def test_linear_instrument_rules_are_exact() -> None:
     assert inst.max_qty == Decimal("1190.000")
     assert inst.max_market_qty == Decimal("500.000")
     assert inst.min_notional == Decimal("5")
-    assert (inst.base_coin, inst.quote_coin) == ("BTC", "USDT")
+    assert (inst.base_coin, inst.quote_coin, inst.settle_coin) == ("BTC", "USDT", "USDT")
+    assert inst.qty_unit is QtyUnit.BASE and inst.contract_size == 1
+
+
+def test_inverse_instrument_counts_contracts_of_one_usd_settled_in_the_base_coin() -> None:
+    item = example("docs_instruments_info_linear_response.json")["result"]["list"][0]
+    item = {
+        **item,
+        "symbol": "BTCUSD",
+        "contractType": "InversePerpetual",
+        "quoteCoin": "USD",
+        "settleCoin": "BTC",
+        "lotSizeFilter": {"maxOrderQty": "1000000", "minOrderQty": "1", "qtyStep": "1"},
+    }
+    inst = instrument_from(item, Category.INVERSE)
+    assert inst.qty_unit is QtyUnit.CONTRACTS and inst.contract_size == 1
+    assert (inst.base_coin, inst.quote_coin, inst.settle_coin) == ("BTC", "USD", "BTC")
+    assert inst.pnl_coin == "BTC" and inst.min_notional == 0
+    assert inst.notional(Decimal(600), Decimal(60000)) == 600  # USD
+    assert inst.qty_for_notional(Decimal(600), Decimal(60000)) == 600  # contracts
 
 
 def test_spot_instrument_rules_use_spot_fields() -> None:
@@ -71,39 +82,7 @@ def test_spot_instrument_rules_use_spot_fields() -> None:
     assert inst.max_market_qty == Decimal("41.5")
     assert inst.min_notional == Decimal("5")  # minOrderAmt
     assert inst.tick_size == Decimal("0.1")
-
-
-def test_realtime_order_item() -> None:
-    item = example("docs_order_realtime_response.json")["result"]["list"][0]
-    order = order_from(item, Category.LINEAR)
-    assert order.exchange_order_id == "fd4300ae-7847-404e-b947-b46980a4d140"
-    assert order.client_order_id == "test-000005"
-    assert (order.side, order.order_type, order.status) == (Side.BUY, OrderType.LIMIT, "New")
-    assert order.qty == Decimal("0.10") and order.price == Decimal("1600.00")
-    assert order.filled_qty == 0 and order.avg_price is None  # avgPrice "0": no fills yet
-    assert order.created_at == datetime(2023, 5, 22, 6, 55, 40, 559000, tzinfo=UTC)
-    assert order.reject_reason == ""  # EC_NoError
-    assert order.raw["positionIdx"] == 1
-
-
-def test_execution_items_rebuild_a_filled_order() -> None:
-    item = example("docs_execution_list_response.json")["result"]["list"][0]
-    execution = execution_from(item, Category.LINEAR)
-    assert execution.exec_qty == Decimal("0.1") and execution.exec_price == Decimal("1190.15")
-    assert execution.exec_fee == Decimal("0.071409")
-    order = order_from_executions([execution])
-    assert order.status == "Filled"  # leavesQty "0"
-    assert order.filled_qty == Decimal("0.1")
-    assert order.avg_price == Decimal("119.015") / Decimal("0.1")
-    assert order.price is None  # a market order has no limit
-
-
-def test_position_size_is_signed() -> None:
-    item = example("docs_position_list_response.json")["result"]["list"][0]
-    position = position_from(item, Category.INVERSE)
-    assert position.size == Decimal("-300")  # side Sell
-    assert position.avg_price == Decimal("27464.50441675")
-    assert position.to_position().size == Decimal("-300")
+    assert inst.settle_coin == "USDT" and inst.qty_unit is QtyUnit.BASE
 
 
 def test_wallet_coin() -> None:
@@ -179,3 +158,30 @@ def test_spot_market_order_counts_in_base_coin() -> None:
     )
     assert params["marketUnit"] == "baseCoin"
     assert "reduceOnly" not in params and "positionIdx" not in params and "price" not in params
+
+
+@pytest.mark.parametrize("position_idx", [0, 1, 2])
+def test_derivatives_orders_carry_their_position_side(position_idx: int) -> None:
+    params = create_params(
+        OrderRequest(
+            client_order_id="h-1",
+            symbol="BTCUSD",
+            category=Category.INVERSE,
+            side=Side.SELL,
+            order_type=OrderType.MARKET,
+            qty=Decimal("600"),
+            reduce_only=position_idx == 1,
+            position_idx=position_idx,
+        )
+    )
+    assert params["positionIdx"] == position_idx and params["qty"] == "600"
+    assert params["category"] == "inverse" and params["reduceOnly"] is (position_idx == 1)
+
+
+def test_fee_rates_keep_a_negative_maker_rate() -> None:
+    rates = fee_rates_from(
+        {"symbol": "BTCUSDT", "takerFeeRate": "0.0006", "makerFeeRate": "-0.0001"}
+    )
+    assert rates == FeeRates(maker=Decimal("-0.0001"), taker=Decimal("0.0006"))
+    with pytest.raises(ResponseError):
+        fee_rates_from({"symbol": "BTCUSDT", "takerFeeRate": ""})

@@ -16,7 +16,9 @@ from om_plugins import (
     ExchangeRejected,
     ExchangeUnavailable,
     OutcomeUnknown,
+    ReasonCode,
 )
+from plugins_builtin.bybit.codes import RET_CODES, reason_for_ret_code
 from plugins_builtin.bybit.errors import Operation, classify
 
 CREATE, CHANGE, READ = Operation.CREATE, Operation.CHANGE, Operation.READ
@@ -46,34 +48,74 @@ def outcome(exc: BaseException, operation: Operation = CREATE) -> ExchangeError:
     return classify(exc, operation, what="create x", secrets=("the-api-key",))
 
 
+R = ReasonCode
+
+
 @pytest.mark.parametrize(
-    ("code", "kind"),
+    ("code", "kind", "reason"),
     [
-        (110072, DuplicateClientOrderId),
-        (170141, DuplicateClientOrderId),
-        (12141, DuplicateClientOrderId),
-        (110007, ExchangeRejected),
-        (10001, ExchangeRejected),
-        (110094, ExchangeRejected),
-        (110003, ExchangeRejected),
-        (110017, ExchangeRejected),
-        (170131, ExchangeRejected),
-        (170136, ExchangeRejected),
-        (10002, ExchangeAuthError),
-        (10003, ExchangeAuthError),
-        (10004, ExchangeAuthError),
-        (10005, ExchangeAuthError),
-        (10010, ExchangeAuthError),
-        (10006, ExchangeUnavailable),
-        (10016, OutcomeUnknown),
-        (10000, OutcomeUnknown),
-        (170146, OutcomeUnknown),
+        (110072, DuplicateClientOrderId, R.DUPLICATE_ORDER),
+        (170141, DuplicateClientOrderId, R.DUPLICATE_ORDER),
+        (12141, DuplicateClientOrderId, R.DUPLICATE_ORDER),
+        (110007, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (110004, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (110006, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (110012, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (110044, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (110045, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (170131, ExchangeRejected, R.INSUFFICIENT_BALANCE),
+        (10001, ExchangeRejected, R.EXCHANGE_REJECTED),
+        (110094, ExchangeRejected, R.MIN_NOTIONAL),
+        (170140, ExchangeRejected, R.MIN_NOTIONAL),
+        (110003, ExchangeRejected, R.PRICE_OUT_OF_RANGE),
+        (110017, ExchangeRejected, R.REDUCE_ONLY_REJECTED),
+        (170136, ExchangeRejected, R.INVALID_QTY),
+        (170134, ExchangeRejected, R.INVALID_PRICE),
+        (110020, ExchangeRejected, R.TOO_MANY_ORDERS),
+        (110025, ExchangeRejected, R.POSITION_MODE),
+        (110001, ExchangeRejected, R.ORDER_NOT_FOUND),
+        (170213, ExchangeRejected, R.ORDER_NOT_FOUND),
+        (999999, ExchangeRejected, R.EXCHANGE_REJECTED),
+        (10002, ExchangeAuthError, R.AUTH),
+        (10003, ExchangeAuthError, R.AUTH),
+        (10004, ExchangeAuthError, R.AUTH),
+        (10005, ExchangeAuthError, R.AUTH),
+        (10010, ExchangeAuthError, R.AUTH),
+        (10006, ExchangeUnavailable, R.RATE_LIMITED),
+        (10016, OutcomeUnknown, None),
+        (10000, OutcomeUnknown, None),
+        (170146, OutcomeUnknown, None),
     ],
 )
-def test_create_ret_codes(code: int, kind: type[ExchangeError]) -> None:
-    result = outcome(bybit(code))
+def test_create_ret_codes(code: int, kind: type[ExchangeError], reason: ReasonCode | None) -> None:
+    result = outcome(bybit(code, "some text"))
     assert type(result) is kind
     assert result.code == str(code)
+    # Failures that may have executed have no reason: nothing was refused.
+    assert result.reason_code == (reason.value if reason is not None else "")
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("position idx not match position mode", R.POSITION_MODE),
+        ("Qty invalid", R.INVALID_QTY),
+        ("The number of contracts exceeds minimum limit allowed", R.INVALID_QTY),
+        ("Price invalid", R.INVALID_PRICE),
+        ("params error: symbol invalid", R.SYMBOL_NOT_TRADING),
+        ("Request parameter error.", R.EXCHANGE_REJECTED),
+    ],
+)
+def test_bybits_generic_parameter_error_is_read_from_its_text(
+    message: str, reason: ReasonCode
+) -> None:
+    assert outcome(bybit(10001, message)).reason_code == reason.value
+
+
+def test_the_four_insufficient_funds_codes_of_the_issue_are_one_reason() -> None:
+    reasons = {reason_for_ret_code(code) for code in (110007, 110004, 110012, 170131)}
+    assert reasons == {R.INSUFFICIENT_BALANCE}
+    assert all(isinstance(reason, ReasonCode) for reason in RET_CODES.values())
 
 
 def test_rejection_keeps_bybit_message() -> None:
@@ -104,8 +146,11 @@ def test_http_errors_after_sending_are_unknown_for_changes(status: int) -> None:
 
 def test_http_refusals() -> None:
     assert type(outcome(http(401))) is ExchangeAuthError
+    assert outcome(http(401)).reason_code == "AUTH"
     assert type(outcome(http(403))) is ExchangeUnavailable
+    assert outcome(http(403)).reason_code == "IP_BANNED"
     assert type(outcome(http(429))) is ExchangeUnavailable
+    assert outcome(http(429)).reason_code == "RATE_LIMITED"
 
 
 def test_unreadable_json_is_unknown() -> None:

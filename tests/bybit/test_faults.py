@@ -16,7 +16,10 @@ from om_plugins import (
     ExchangeAuthError,
     ExchangeRejected,
     ExchangeUnavailable,
+    OrderStatus,
     OutcomeUnknown,
+    ReasonCode,
+    Side,
 )
 from plugins_builtin.bybit import BybitExchange
 from tests.bybit.conftest import API_SECRET, CONTEXT, limit, order, settings_for
@@ -36,6 +39,7 @@ async def test_insufficient_balance_is_a_definitive_rejection(
         await exchange.place_order(request)
     assert raised.value.code == "110007"
     assert raised.value.message == "ab not enough for new order"
+    assert raised.value.reason_code == ReasonCode.INSUFFICIENT_BALANCE
     assert sent(fake, request.client_order_id) == 1
     assert request.client_order_id not in fake.orders
 
@@ -46,9 +50,14 @@ async def test_real_rule_violations_are_rejections(
     with pytest.raises(ExchangeRejected) as raised:
         await exchange.place_order(limit(price="1000", qty="0.001"))  # 1 USDT < 5 minimum
     assert raised.value.code == "110094"
+    assert raised.value.reason_code == ReasonCode.MIN_NOTIONAL
     with pytest.raises(ExchangeRejected) as raised:
         await exchange.place_order(order(qty="2000"))  # 2000 BTC: far beyond the balance
     assert raised.value.code in {"10001", "110007"}
+    assert raised.value.reason_code in {ReasonCode.INVALID_QTY, ReasonCode.INSUFFICIENT_BALANCE}
+    with pytest.raises(ExchangeRejected) as raised:
+        await exchange.place_order(order(qty="0.010", side=Side.SELL, reduce_only=True))
+    assert raised.value.reason_code == ReasonCode.REDUCE_ONLY_REJECTED
 
 
 async def test_timeout_after_execution_is_unknown_and_the_order_is_found(
@@ -61,7 +70,7 @@ async def test_timeout_after_execution_is_unknown_and_the_order_is_found(
         with pytest.raises(OutcomeUnknown):
             await adapter.place_order(request)
         found = await adapter.get_order(Category.LINEAR, "BTCUSDT", request.client_order_id)
-        assert found is not None and found.status == "New"
+        assert found is not None and found.status is OrderStatus.NEW
         assert sent(fake, request.client_order_id) == 1
     finally:
         await adapter.close()
@@ -117,7 +126,7 @@ async def test_throttle_is_unavailable_with_retry_after_and_never_resent(
     resent.add(request.client_order_id)  # sent again below, as the engine would
     with pytest.raises(ExchangeUnavailable) as raised:
         await exchange.place_order(request)
-    assert raised.value.code == "10006"
+    assert raised.value.code == "10006" and raised.value.reason_code == ReasonCode.RATE_LIMITED
     assert raised.value.retry_after is not None and 0 < raised.value.retry_after <= 0.5
     assert sent(fake, request.client_order_id) == 1  # pybit did not re-send it
     assert request.client_order_id not in fake.orders
@@ -132,8 +141,76 @@ async def test_throttle_is_unavailable_with_retry_after_and_never_resent(
 
 async def test_reads_retry_a_throttle_themselves(fake: FakeBybit, exchange: BybitExchange) -> None:
     fake.throttle("/v5/position/list", count=2, reset_ms=100)
-    positions = await exchange.positions(Category.LINEAR, "BTCUSDT")
-    assert [p.size for p in positions] == [Decimal(0)]
+    assert await exchange.get_leverage(Category.LINEAR, "BTCUSDT") == Decimal(10)
+
+
+async def test_bybits_own_rate_limit_is_waited_for_not_hammered(
+    fake: FakeBybit, exchange: BybitExchange
+) -> None:
+    """The fake enforces Bybit's 10 creates per second; the client keeps under it."""
+    results = await asyncio.gather(*(exchange.place_order(limit(qty="0.001")) for _ in range(12)))
+    assert len(results) == 12 and len(fake.create_calls) == 12
+
+
+async def test_an_ip_ban_stops_every_request_for_a_minute_or_more(
+    fake: FakeBybit, exchange: BybitExchange
+) -> None:
+    clock = Clock()
+    exchange.ban.clock = clock
+    fake.ban_ip(600)
+    request = limit()
+    with pytest.raises(ExchangeUnavailable) as raised:
+        await exchange.place_order(request)
+    assert raised.value.code == "403" and raised.value.reason_code == ReasonCode.IP_BANNED
+    assert raised.value.retry_after is not None and 60 <= raised.value.retry_after <= 75
+    assert not isinstance(raised.value, OutcomeUnknown)  # refused before it was processed
+    assert fake.banned_requests == 1
+    assert exchange.ban_reason == "IP_BANNED" and exchange.ban_until is not None
+
+    # During the ban nothing at all is sent: every call fails at once, reads included.
+    started = time.monotonic()
+    for call in (
+        exchange.place_order(limit()),
+        exchange.get_order(Category.LINEAR, "BTCUSDT", request.client_order_id),
+        exchange.get_balance("USDT"),
+        exchange.list_positions(Category.LINEAR),
+    ):
+        with pytest.raises(ExchangeUnavailable) as during:
+            await call
+        assert during.value.reason_code == ReasonCode.IP_BANNED
+        assert during.value.retry_after is not None and during.value.retry_after >= 59
+    assert time.monotonic() - started < 1.0
+    assert fake.banned_requests == 1
+
+    # Still banned at Bybit when the pause ends: the probe is one request, the next pause longer.
+    clock.now += 76
+    with pytest.raises(ExchangeUnavailable) as probe:
+        await exchange.get_balance("USDT")
+    assert probe.value.retry_after is not None and probe.value.retry_after >= 120
+    assert fake.banned_requests == 2
+
+    fake.lift_ban()
+    clock.now += 151
+    assert (await exchange.get_balance("USDT")).coin == "USDT"
+    assert exchange.ban_state is None and exchange.ban_reason == ""
+
+
+async def test_http_429_pauses_too(fake: FakeBybit, exchange: BybitExchange) -> None:
+    exchange.ban.clock = Clock()
+    fake.ban_ip(600, status=429)
+    with pytest.raises(ExchangeUnavailable) as raised:
+        await exchange.get_balance("USDT")
+    assert raised.value.reason_code == ReasonCode.RATE_LIMITED
+    assert raised.value.retry_after is not None and raised.value.retry_after >= 60
+    assert fake.banned_requests == 1  # a read is not retried into a ban
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_duplicate_link_id(
@@ -162,7 +239,7 @@ async def test_wrong_secret_is_an_auth_error_and_the_secret_is_never_logged(
         with caplog.at_level(logging.DEBUG):
             with pytest.raises(ExchangeAuthError) as raised:
                 await adapter.place_order(limit())
-            assert raised.value.code == "10004"
+            assert raised.value.code == "10004" and raised.value.reason_code == ReasonCode.AUTH
             with pytest.raises(ExchangeAuthError):
                 await adapter.get_balance("USDT")
     finally:
@@ -252,7 +329,7 @@ async def test_get_order_never_says_none_when_a_lookup_failed(
     request = limit()
     await exchange.place_order(request)
     fake.forget_from_realtime(request.client_order_id)
-    for _ in range(3):  # more than a read's attempts
+    for _ in range(3):  # as many as a read's attempts
         fake.fail_next("/v5/order/history", 502)
     with pytest.raises(ExchangeUnavailable):
         await exchange.get_order(Category.LINEAR, "BTCUSDT", request.client_order_id)
@@ -263,4 +340,4 @@ async def test_get_order_never_says_none_when_a_lookup_failed(
     # A single failure is retried by the read itself.
     fake.fail_next("/v5/order/history", 502)
     found = await exchange.get_order(Category.LINEAR, "BTCUSDT", request.client_order_id)
-    assert found is not None and found.status == "New"
+    assert found is not None and found.status is OrderStatus.NEW

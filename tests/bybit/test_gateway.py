@@ -1,9 +1,9 @@
-"""The WS-Gateway against the fake Bybit stream (pybit unmodified), with the in-process bus
-and with a real RabbitMQ."""
+"""The WS-Gateway (plugins_builtin.bybit.gateway) against the fake Bybit stream (pybit
+unmodified), publishing through a GatewayContext onto the in-process bus and a real RabbitMQ;
+and what it publishes read back by the adapter's decode_stream."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -15,16 +15,23 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from om_core.config import load_settings
-from om_core.gateway import RECONNECTED, Gateway, GatewayConfig, run_gateway
 from om_core.messaging.base import MessageBus
 from om_core.messaging.memory import MemoryBus
 from om_core.messaging.rabbitmq import RabbitBus
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE
-from plugins_builtin.bybit import BybitExchange
+from om_plugins import (
+    ExecutionReport,
+    Fee,
+    OrderReport,
+    OrderStatus,
+    StreamGap,
+)
+from plugins_builtin.bybit import BybitExchange, BybitPlugin
+from plugins_builtin.bybit.gateway import RECONNECTED, Gateway, GatewayConfig
 from tests.bybit.conftest import API_KEY, API_SECRET, CONTEXT, limit, settings_for
 from tests.conftest import wait_for
 from tests.fake_bybit import FakeBybit
+from tests.support.gateway import bus_context
 
 ACCOUNT = "test-account"
 
@@ -56,7 +63,7 @@ async def bus() -> AsyncIterator[MemoryBus]:
 
 @pytest.fixture
 async def gateway(fake: FakeBybit, bus: MemoryBus) -> AsyncIterator[Gateway]:
-    running = Gateway(config(fake), bus)
+    running = Gateway(config(fake), bus_context(bus))
     await running.start()
     try:
         yield running
@@ -160,7 +167,7 @@ async def test_auth_failure_is_logged_loudly_retried_with_backoff_and_keeps_secr
     fake: FakeBybit, bus: MemoryBus, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "not-the-secret-but-still-secret-42"
-    failing = Gateway(config(fake, api_secret=SecretStr(secret)), bus)
+    failing = Gateway(config(fake, api_secret=SecretStr(secret)), bus_context(bus))
     seen: list[float] = []
     with caplog.at_level(logging.DEBUG):
         await failing.start()
@@ -195,7 +202,7 @@ async def test_publishing_is_retried_until_the_broker_takes_the_message(
     fake: FakeBybit, caplog: pytest.LogCaptureFixture
 ) -> None:
     bus = MemoryBus(delivery_limit=3)  # not started: every publish fails
-    gateway = Gateway(config(fake, queue_size=2), bus)
+    gateway = Gateway(config(fake, queue_size=2), bus_context(bus))
     await gateway.start()
     try:
         await wait_for(lambda: fake.ws_connections == 1, message="a connection")
@@ -217,30 +224,60 @@ async def test_publishing_is_retried_until_the_broker_takes_the_message(
     assert any(r.levelno == logging.ERROR and "failed" in r.getMessage() for r in caplog.records)
 
 
-async def test_run_gateway_reads_om_bybit_settings(fake: FakeBybit, bus: MemoryBus) -> None:
-    env = {
-        "OM_EXCHANGE": "bybit",
-        "OM_BYBIT_API_KEY": API_KEY,
-        "OM_BYBIT_API_SECRET": API_SECRET,
-        "OM_BYBIT_WS_URL": fake.ws_private_url,
-        "OM_BYBIT_ACCOUNT_LABEL": "from-env",
-    }
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_gateway(load_settings(env=env), bus, stop=stop, env=env))
+async def test_the_plugins_gateway_reads_om_bybit_settings(fake: FakeBybit, bus: MemoryBus) -> None:
+    plugin = BybitPlugin(settings=settings_for(fake, account_label="from-settings"))
+    gateway = plugin.create_gateway(bus_context(bus))
+    await gateway.start()
     try:
         body, _ = await take(bus, is_reconnected)
-        assert body["account"] == "from-env"
+        assert body["account"] == "from-settings"
     finally:
-        stop.set()
-        await task
+        await gateway.stop()
     await wait_for(lambda: fake.ws_connections == 0, message="the connection closed")
+
+
+async def test_what_it_publishes_the_adapter_decodes(
+    fake: FakeBybit, bus: MemoryBus, gateway: Gateway, exchange: BybitExchange
+) -> None:
+    """Gateway envelope → decode_stream → neutral reports: a gap first, then the order's life,
+    several executions of one message included."""
+    _, raw = await take(bus, is_reconnected)
+    [gap] = exchange.decode_stream(raw)
+    assert isinstance(gap, StreamGap) and ACCOUNT in gap.reason
+
+    request = limit(qty="0.004")
+    await exchange.place_order(request)
+    _, raw = await take(bus, order_update(request.client_order_id, "New"))
+    [new] = exchange.decode_stream(raw)
+    assert isinstance(new, OrderReport) and new.status is OrderStatus.NEW
+    await fake.fill_in_parts(
+        request.client_order_id,
+        [(Decimal("0.001"), Decimal("50000")), (Decimal("0.003"), Decimal("49000"))],
+    )
+    _, raw = await take(bus, lambda b: b.get("data", {}).get("topic") == "execution")
+    executions = exchange.decode_stream(raw)
+    assert [type(e) for e in executions] == [ExecutionReport, ExecutionReport]
+    assert [e.price for e in executions if isinstance(e, ExecutionReport)] == [50000, 49000]
+    assert all(
+        isinstance(e, ExecutionReport) and e.fee is not None and e.fee.currency == "USDT"
+        for e in executions
+    )
+    _, raw = await take(bus, order_update(request.client_order_id, "Filled"))
+    reports = exchange.decode_stream(raw)
+    assert [r.status for r in reports if isinstance(r, OrderReport)] == [
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.FILLED,
+    ]
+    filled = reports[-1]
+    assert isinstance(filled, OrderReport)
+    assert filled.filled_value == 197 and filled.fees == (Fee(Decimal("0.0394"), "USDT"),)
 
 
 @pytest.mark.rabbitmq
 async def test_forwards_to_rabbitmq(fake: FakeBybit, amqp_url: str) -> None:
     rabbit = RabbitBus(amqp_url, queue_type="quorum", delivery_limit=5)
     await rabbit.start()
-    gateway = Gateway(config(fake), rabbit)
+    gateway = Gateway(config(fake), bus_context(rabbit))
     await gateway.start()
     try:
         await take(rabbit, is_reconnected)

@@ -87,7 +87,12 @@ async def test_a_definitive_rejection_is_recorded_with_bybits_code(
         row = await stack.outcome("b-3")
         assert row.status == "rejected"
         [order] = await stack.orders("b-3")
-        assert (order.status, order.reject_code) == ("rejected", "110007")
+        # The neutral code, with Bybit's own beside it (issue 13).
+        assert (order.status, order.reject_code, order.exchange_code) == (
+            "rejected",
+            "INSUFFICIENT_BALANCE",
+            "110007",
+        )
     assert len(fake.create_calls) == 1
 
 

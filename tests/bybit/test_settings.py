@@ -10,15 +10,16 @@ import pytest
 
 from om_core.plugins.errors import PluginLoadError
 from om_core.plugins.settings import build_plugin_settings
-from om_plugins import ExchangeContext, PluginError
-from plugins_builtin.bybit import BybitEnv, BybitExchange, BybitPlugin, BybitSettings
-
-
-async def _ignore(message: Any) -> None:
-    """A publish_order_update that drops messages (the adapter does not publish)."""
-
-
-CONTEXT = ExchangeContext(publish_order_update=_ignore)
+from om_plugins import Category, GatewayContext, PluginError
+from plugins_builtin.bybit import (
+    BybitEnv,
+    BybitExchange,
+    BybitPlugin,
+    BybitSettings,
+    Gateway,
+    PositionModeSetting,
+)
+from tests.bybit.conftest import CONTEXT
 
 
 def load(env: dict[str, str], file_values: dict[str, Any] | None = None) -> BybitSettings:
@@ -34,6 +35,32 @@ def test_validates_without_credentials_and_defaults_to_testnet() -> None:
     assert settings.http_url == "https://api-testnet.bybit.com"
     assert settings.private_ws_url == "wss://stream-testnet.bybit.com/v5/private"
     assert settings.recv_window_ms == 5000
+    assert settings.categories == [Category.LINEAR, Category.INVERSE, Category.SPOT]
+    assert settings.position_mode is PositionModeSetting.AUTO
+    assert settings.ban_initial_s == 60 and settings.spot_quote_coin == "USDT"
+
+
+def test_categories_modes_and_bans() -> None:
+    settings = load(
+        {
+            "OM_BYBIT_CATEGORIES": "Spot, linear,spot",
+            "OM_BYBIT_POSITION_MODE": "hedge",
+            "OM_BYBIT_SPOT_COINS": "btc,eth",
+            "OM_BYBIT_BAN_INITIAL_S": "120",
+        }
+    )
+    assert settings.categories == [Category.SPOT, Category.LINEAR]
+    assert settings.position_mode is PositionModeSetting.HEDGE
+    assert settings.spot_coins == ["BTC", "ETH"] and settings.ban_initial_s == 120
+    for bad in (
+        {"OM_BYBIT_CATEGORIES": "option"},
+        {"OM_BYBIT_CATEGORIES": ""},
+        {"OM_BYBIT_POSITION_MODE": "both"},
+        {"OM_BYBIT_BAN_INITIAL_S": "10"},
+        {"OM_BYBIT_BAN_INITIAL_S": "600", "OM_BYBIT_BAN_MAX_S": "300"},
+    ):
+        with pytest.raises(PluginLoadError):
+            load(bad)
 
 
 def test_reads_om_bybit_variables() -> None:
@@ -93,6 +120,32 @@ def test_registers_the_bybit_factory() -> None:
     registered: dict[str, Any] = {}
     BybitPlugin().om_register_exchanges(register=registered.__setitem__)
     assert list(registered) == ["bybit"]
+
+
+async def _publish(body: bytes, message_id: str, type: str) -> None:
+    """Drops what it is given."""
+
+
+def test_registers_the_ws_gateway_under_the_same_name() -> None:
+    registered: dict[str, Any] = {}
+    plugin = BybitPlugin(
+        settings=load(
+            {
+                "OM_BYBIT_API_KEY": "k",
+                "OM_BYBIT_API_SECRET": "s",
+                "OM_BYBIT_WS_URL": "ws://127.0.0.1:9/v5/private",
+                "OM_BYBIT_ACCOUNT_LABEL": "main",
+            }
+        )
+    )
+    plugin.om_register_stream_gateways(register=registered.__setitem__)
+    assert list(registered) == ["bybit"]
+    gateway = registered["bybit"](GatewayContext(publish=_publish))
+    assert isinstance(gateway, Gateway)
+    assert gateway.config.ws_url == "ws://127.0.0.1:9/v5/private"
+    assert gateway.config.account == "main"
+    with pytest.raises(PluginError, match="OM_BYBIT_API_KEY"):
+        BybitPlugin(settings=load({})).create_gateway(GatewayContext(publish=_publish))
 
 
 async def test_resend_guard_follows_the_receive_window() -> None:

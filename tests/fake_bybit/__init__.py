@@ -3,10 +3,9 @@
 Strict on purpose: it checks signatures over the raw bytes, enforces the timestamp window,
 validates orders against instrument rules, and answers in Bybit's own envelopes, field names,
 JSON types and error codes, so that a client passing against it has a fair chance against
-Bybit. Sources: Bybit's docs (the ``docs_*.json`` payloads in
-``/work/shared/reference/bybit-examples``), ``bybit-v5-notes.md`` beside them, and the error
-texts of Bybit's open-source API gateway (``bgw``). Messages marked "fake-bybit" are this fake's
-own (unsupported features).
+Bybit. Sources: Bybit's docs (the ``docs_*.json`` payloads copied into
+``tests/flow/bybit_examples``) and the error texts of Bybit's open-source API gateway
+(``bgw``). Messages marked "fake-bybit" are this fake's own (unsupported features).
 
 Usage (inside the test's event loop)::
 
@@ -23,12 +22,19 @@ private WebSocket URL and the key/secret (``test-key``/``test-secret`` unless ``
 
 ``FakeBybit(*, api_key="test-key", api_secret="test-secret", recv_window_ms=5000,
 instruments=None, prices=None, balance=Decimal("100000"), coins=None, host="127.0.0.1",
-port=0, ws_ack_delay=0.02)``
+port=0, ws_ack_delay=0.02, fee_rates=None, hedge_mode=False, rate_limits=True)``
 
 * ``instruments``: :class:`Instrument` items (category + Bybit ``instruments-info`` item);
-  default BTCUSDT/ETHUSDT/SOLUSDT linear (BTCUSDT verbatim from the docs example) and
-  BTCUSDT spot (docs example).
-* ``prices``: last price per symbol (defaults BTCUSDT 60000, ETHUSDT 3000, SOLUSDT 150).
+  default BTCUSDT/ETHUSDT/SOLUSDT linear (BTCUSDT verbatim from the docs example), BTCUSD
+  inverse and BTCUSDT spot (docs example).
+* ``prices``: last price per symbol (defaults BTCUSDT and BTCUSD 60000, ETHUSDT 3000,
+  SOLUSDT 150).
+* ``fee_rates``: ``{category: (taker, maker)}`` over the defaults (derivatives 0.055 % /
+  0.02 %, spot 0.1 % / 0.1 %); a negative maker rate is a rebate.
+* ``hedge_mode``: derivatives orders need ``positionIdx`` 1/2 (see below).
+* ``rate_limits``: Bybit's per-UID limits, on by default (see
+  :mod:`tests.fake_bybit.ratelimit`); a test that needs more switches them off explicitly
+  (``FakeBybit(rate_limits=False)`` or ``fake.rate_limits = False``).
 * ``balance``: USDT wallet balance; ``coins``: other coin balances (e.g. ``{"BTC": ...}``).
 * ``recv_window_ms``: the window applied when a request has no ``X-BAPI-RECV-WINDOW``.
 * ``ws_ack_delay``: pause before each subscribe ack (see :mod:`tests.fake_bybit.ws`).
@@ -49,6 +55,19 @@ Attributes and methods:
   category); fills each resting limit order it crosses at the order's price, as maker.
 * ``await fill(order_link_id, qty=None, price=None)``: a maker fill of a resting order
   (default: all that is left, at its price); ``PartiallyFilled`` until nothing is left.
+* ``await fill_in_parts(order_link_id, [(qty, price), ...])``: several maker fills in one
+  change: one ``execution`` message and one ``order`` message with several items each.
+* ``executions_out_of_order = True`` (a switch): each change's execution message comes after
+  its order message, items newest first.
+* ``hold_executions()`` / ``release_executions(newest_first=True)``: execution messages are
+  held back (orders still go out, with Bybit's cumulative figures) and then delivered in one
+  message, newest first: executions out of order and after their order.
+* ``set_fee_rates(category, taker=..., maker=...)``; ``set_hedge_mode(bool)``.
+* ``advance_clock(seconds)``: the exchange's clock moves on (order times, history
+  retention); signatures are still checked against the real clock.
+* ``ban_ip(seconds=600, status=403)`` / ``lift_ban()``: every REST request is answered with
+  HTTP 403 "access too frequent" (or 429) and nothing is executed; ``banned_requests``
+  counts them.
 * ``forget_from_realtime(order_link_id)``: the order disappears from ``/v5/order/realtime``
   (as after a Bybit restart, or past the 500 recent closed orders) but stays in history.
 * ``ws_connections``: private connections open and authenticated; ``auth_failures``: failed
@@ -91,29 +110,43 @@ REST (all private endpoints verify ``X-BAPI-*`` headers; every answer is Bybit's
   invalid.``; bad signature → 10004 ``error sign! origin_string[<signed string>]``. The signed
   string is ``timestamp + key + X-BAPI-RECV-WINDOW (as sent, "" if absent) + payload`` where
   the payload is the raw query string (GET) or the raw body bytes (POST).
-* ``POST /v5/order/create`` (linear: lot/tick/min-notional 110094/reduce-only 110017/margin
-  110007 rules, duplicate orderLinkId 110072; spot: 1701xx codes, duplicate 170141,
-  ``marketUnit``), ``POST /v5/order/cancel`` (110001 / spot 170213),
-  ``POST /v5/order/cancel-all``, ``GET /v5/order/realtime`` (``openOnly``, cursor paging),
-  ``GET /v5/order/history``, ``GET /v5/execution/list``, ``GET /v5/position/list`` (one-way),
-  ``GET /v5/account/wallet-balance`` (``accountType=UNIFIED``); public:
-  ``GET /v5/market/instruments-info``, ``/v5/market/tickers``, ``/v5/market/time``.
+* ``POST /v5/order/create`` (linear/inverse: lot/tick/min-notional 110094/reduce-only
+  110017/margin 110007 rules, duplicate orderLinkId 110072, ``positionIdx`` checked against
+  the account's mode with 10001 "position idx not match position mode"; spot: 1701xx codes,
+  duplicate 170141, ``marketUnit`` with Bybit's default of ``quoteCoin`` for market buys),
+  ``POST /v5/order/cancel`` (110001 / spot 170213), ``POST /v5/order/cancel-all``,
+  ``GET /v5/order/realtime`` (``openOnly``, cursor paging), ``GET /v5/order/history``
+  (cancelled/rejected orders without fills only for 24 h), ``GET /v5/execution/list``,
+  ``GET /v5/position/list`` (one-way, or both hedge sides), ``GET /v5/account/fee-rate``,
+  ``GET /v5/account/wallet-balance`` (``accountType=UNIFIED``; every coin, spot coins
+  included); public: ``GET /v5/market/instruments-info``, ``/v5/market/tickers``,
+  ``/v5/market/time``.
   Anything else → HTTP 404 with a 10017 "Route not found." body.
 * Every answer from "Bybit" (not the gateway pages of ``fail_next``) carries
   ``X-Bapi-Limit``, ``X-Bapi-Limit-Status`` and a future ``X-Bapi-Limit-Reset-Timestamp``
   (see :mod:`tests.fake_bybit.ratelimit`).
 * Matching: one price per symbol and unlimited liquidity; market and crossing limit orders
-  fill at once in full at the last price (taker fee 0.055% linear, 0.1% spot); resting limit
-  orders fill at their price (maker fee 0.02% linear, 0.1% spot). PostOnly orders that would
-  cross are ``Cancelled`` with ``EC_PostOnlyWillTakeLiquidity``; IOC/FOK that do not cross are
-  ``Cancelled``. Positions are one-way (``positionIdx`` 0), leverage 10.
+  fill at once in full at the last price (taker); resting limit orders fill at their price
+  (maker). PostOnly orders that would cross are ``Cancelled`` with
+  ``EC_PostOnlyWillTakeLiquidity``; IOC/FOK that do not cross are ``Cancelled``. Leverage 10.
+* Fees: derivatives pay in the settle coin (USDT; BTC for inverse), ``execFee`` negative for
+  a rebate. Spot pays a fee in the coin it receives (a buy: the base coin) and gets a rebate
+  in the coin it gives; ``feeCurrency`` (execution stream, spot REST executions, spot order
+  stream) and ``cumFeeDetail`` (``{coin: amount}``, every coin the order paid in) say which.
+  Derivatives REST executions leave ``feeCurrency`` empty, as the docs' example does.
+* Inverse (``BTCUSD``): ``qty`` in contracts of 1 USD; ``execValue``/``cumExecValue``,
+  margin, fees and PnL in BTC; averages are harmonic.
+* Positions: one-way (``positionIdx`` 0), or with ``hedge_mode`` a long (1) and a short (2)
+  side per symbol; a sell on side 1 or a buy on side 2 closes that side (trimmed like
+  reduce-only).
 
 Private WebSocket ``/v5/private``: see :mod:`tests.fake_bybit.ws`. Exit a pybit
 ``WebSocket`` (``ws.exit()``) before stopping the fake: ``stop()`` closes the sockets, pybit
-then retries against a closed port and finally raises in its thread. For each fill it pushes, in
-this order, ``execution``, ``order``, ``position`` (derivatives) and ``wallet``; for other
-order changes ``order`` (and ``position``). An order that fills at once is pushed only in its
-final state (no ``New`` first).
+then retries against a closed port and finally raises in its thread. For each change it pushes,
+in this order, ``execution``, ``order``, ``position`` (derivatives) and ``wallet``, one message
+per topic with every item of the change; for other order changes ``order`` (and
+``position``). An order that fills at once is pushed only in its final state (no ``New``
+first).
 """
 
 from tests.fake_bybit.instruments import Instrument, default_instruments, linear_instrument

@@ -19,7 +19,8 @@ from tests.fake_bybit.signing import signed_headers
 
 API_KEY = "test-key"
 API_SECRET = "test-secret"
-EXAMPLES = Path("/work/shared/reference/bybit-examples")
+#: Bybit's documented payloads, copied verbatim into the repository.
+EXAMPLES = Path(__file__).resolve().parents[1] / "flow" / "bybit_examples"
 
 T = TypeVar("T")
 

@@ -1,8 +1,10 @@
 """Instruments the fake exchange lists, in Bybit's ``instruments-info`` shape.
 
 BTCUSDT linear and spot are copied from Bybit's documentation examples
-(``docs_instruments_info_linear_response.json`` / ``..._spot_response.json``); ETHUSDT and
-SOLUSDT linear reuse that shape with their own (real-world, approximate) tick and lot sizes.
+(``docs_instruments_info_linear_response.json`` / ``..._spot_response.json`` in
+``tests/flow/bybit_examples``); ETHUSDT and SOLUSDT linear reuse that shape with their own
+(real-world, approximate) tick and lot sizes. BTCUSD inverse (contracts of 1 USD, settled in
+BTC) has the linear shape with inverse values (approximate, not from the docs).
 """
 
 from __future__ import annotations
@@ -72,6 +74,39 @@ _BTCUSDT_SPOT: dict[str, Any] = {
 }
 
 
+_BTCUSD_INVERSE: dict[str, Any] = {
+    "symbol": "BTCUSD",
+    "contractType": "InversePerpetual",
+    "status": "Trading",
+    "baseCoin": "BTC",
+    "quoteCoin": "USD",
+    "launchTime": "1585526400000",
+    "deliveryTime": "0",
+    "deliveryFeeRate": "",
+    "priceScale": "2",
+    "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+    "priceFilter": {"minPrice": "0.50", "maxPrice": "1999999.00", "tickSize": "0.50"},
+    "lotSizeFilter": {
+        "maxOrderQty": "1000000",
+        "minOrderQty": "1",
+        "qtyStep": "1",
+        "postOnlyMaxOrderQty": "1000000",
+        "maxMktOrderQty": "300000",
+        "minNotionalValue": "",
+    },
+    "unifiedMarginTrade": True,
+    "fundingInterval": 480,
+    "settleCoin": "BTC",
+    "copyTrading": "none",
+    "upperFundingRate": "0.00375",
+    "lowerFundingRate": "-0.00375",
+    "isPreListing": False,
+    "preListingInfo": None,
+    "riskParameters": {"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"},
+    "symbolType": "",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """One tradable symbol in one category; ``info`` is the ``instruments-info`` list item."""
@@ -95,8 +130,21 @@ class Instrument:
     def settle_coin(self) -> str:
         return str(self.info.get("settleCoin", self.quote_coin))
 
+    @property
+    def inverse(self) -> bool:
+        """Quantities are contracts of 1 quote-coin unit; values and fees in the base coin."""
+        return self.category == "inverse"
+
     def lot(self, name: str) -> Decimal:
         return Decimal(str(self.info["lotSizeFilter"][name]))
+
+    def lot_or_zero(self, name: str) -> Decimal:
+        value = self.info["lotSizeFilter"].get(name)
+        return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+
+    def value(self, qty: Decimal, price: Decimal) -> Decimal:
+        """What ``qty`` is worth at ``price``: quote coin (linear, spot), base coin (inverse)."""
+        return qty / price if self.inverse else qty * price
 
     @property
     def tick_size(self) -> Decimal:
@@ -150,7 +198,7 @@ def linear_instrument(
 
 
 def default_instruments() -> list[Instrument]:
-    """BTCUSDT/ETHUSDT/SOLUSDT perpetuals and BTCUSDT spot."""
+    """BTCUSDT/ETHUSDT/SOLUSDT perpetuals, BTCUSD inverse perpetual and BTCUSDT spot."""
     return [
         Instrument("linear", copy.deepcopy(_BTCUSDT_LINEAR)),
         linear_instrument(
@@ -174,11 +222,13 @@ def default_instruments() -> list[Instrument]:
             price_scale="3",
             symbol_id=47,
         ),
+        Instrument("inverse", copy.deepcopy(_BTCUSD_INVERSE)),
         Instrument("spot", copy.deepcopy(_BTCUSDT_SPOT)),
     ]
 
 
 DEFAULT_PRICES: dict[str, Decimal] = {
+    "BTCUSD": Decimal("60000"),
     "BTCUSDT": Decimal("60000"),
     "ETHUSDT": Decimal("3000"),
     "SOLUSDT": Decimal("150"),

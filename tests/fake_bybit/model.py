@@ -8,10 +8,12 @@ from typing import Any
 
 from tests.fake_bybit.instruments import Instrument
 
-#: Fee rates by category: (taker, maker). Linear is Bybit's non-VIP derivatives rate, spot
-#: its non-VIP spot rate.
+#: Default fee rates by category: (taker, maker). Derivatives get Bybit's non-VIP
+#: derivatives rate, spot its non-VIP spot rate. A negative maker rate is a rebate
+#: (``FakeBybit(fee_rates=...)`` / ``set_fee_rates``).
 FEE_RATES: dict[str, tuple[Decimal, Decimal]] = {
     "linear": (Decimal("0.00055"), Decimal("0.0002")),
+    "inverse": (Decimal("0.00055"), Decimal("0.0002")),
     "spot": (Decimal("0.001"), Decimal("0.001")),
 }
 
@@ -57,7 +59,11 @@ class FakeOrder:
     cum_exec_value: Decimal = ZERO
     cum_exec_fee: Decimal = ZERO
     closed_pnl: Decimal = ZERO
+    #: The coin of the first fee (Bybit's deprecated ``feeCurrency``/``cumExecFee`` name it).
     fee_coin: str = ""
+    #: Fees per coin (``cumFeeDetail``): a spot order paying taker fees in the base coin and
+    #: getting maker rebates in the quote coin has two.
+    fees: dict[str, Decimal] = field(default_factory=dict)
     reject_reason: str = "EC_NoError"
     cancel_type: str = "UNKNOWN"
     updated_ms: int = 0
@@ -132,11 +138,13 @@ class Execution:
 
 @dataclass(eq=False)
 class Position:
-    """A one-way (``positionIdx`` 0) derivatives position; ``size`` is negative when short."""
+    """A derivatives position: one-way (``positionIdx`` 0, ``size`` negative when short) or
+    one side of a hedge-mode pair (1 long, 2 short)."""
 
     instrument: Instrument
     created_ms: int
     updated_ms: int
+    position_idx: int = 0
     seq: int = 0
     size: Decimal = ZERO
     avg_price: Decimal = ZERO
@@ -154,9 +162,16 @@ class Position:
 
     @property
     def value(self) -> Decimal:
-        return abs(self.size) * self.avg_price
+        """In the settle coin: quote coin for linear, base coin for inverse."""
+        if self.avg_price == 0:
+            return ZERO
+        return self.instrument.value(abs(self.size), self.avg_price)
 
     def unrealised_pnl(self, mark: Decimal) -> Decimal:
+        if self.size == 0:
+            return ZERO
+        if self.instrument.inverse:
+            return self.size * (1 / self.avg_price - 1 / mark)
         return (mark - self.avg_price) * self.size
 
     @property

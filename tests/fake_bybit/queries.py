@@ -21,6 +21,9 @@ from tests.fake_bybit.state import MISSING_SCOPE, Exchange
 
 _CURSOR = re.compile(r"page_args=(\d+)")
 _SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+#: Cancelled, rejected and deactivated orders without fills stay in the history this long.
+_UNFILLED_KEPT_MS = 24 * 3600 * 1000
+_UNFILLED_ENDS = frozenset({"Cancelled", "Rejected", "Deactivated"})
 
 T = TypeVar("T")
 
@@ -82,7 +85,8 @@ class Queries:
         return self._page_of_orders(visible, category, limit, q.text("cursor"))
 
     def history(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/order/history``: every order of the last seven days, any status."""
+        """``GET /v5/order/history``: orders of the last seven days, any status, except
+        cancelled/rejected/deactivated orders without fills older than 24 h (order-list.mdx)."""
         q = QueryParams(query)
         category = self._category(q)
         limit = q.integer("limit", default=20, low=1, high=50)
@@ -96,7 +100,17 @@ class Queries:
                 for o in self._x.orders_by_id.values()
                 if o.category == category and start <= o.created_ms <= end
             ]
-        chosen = [o for o in self._scoped(selected, q) if not status or o.status == status]
+        now = self._x.now_ms()
+        chosen = [
+            o
+            for o in self._scoped(selected, q)
+            if (not status or o.status == status)
+            and not (
+                o.status in _UNFILLED_ENDS
+                and o.cum_exec_qty == 0
+                and now - o.updated_ms > _UNFILLED_KEPT_MS
+            )
+        ]
         return self._page_of_orders(chosen, category, limit, q.text("cursor"))
 
     def _time_window(self, q: QueryParams) -> tuple[int, int]:
@@ -152,7 +166,8 @@ class Queries:
         }
 
     def position_list(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """``GET /v5/position/list`` (one-way mode)."""
+        """``GET /v5/position/list``: a symbol's positions even when flat (both sides in
+        hedge mode), else the category's open ones."""
         q = QueryParams(query)
         category = q.text("category")
         if category not in ("linear", "inverse", "option"):
@@ -165,7 +180,7 @@ class Queries:
             inst = self._x.instruments.get((category, symbol))
             if inst is None:
                 raise BybitError(10001, "params error: symbol invalid")
-            positions = [self._x.position(inst)]
+            positions = self._x.position_sides(inst)
         else:
             positions = [
                 p
@@ -175,7 +190,7 @@ class Queries:
                 and (not settle or p.instrument.settle_coin == settle)
                 and (not base or p.instrument.base_coin == base)
             ]
-        positions.sort(key=lambda p: p.instrument.symbol)
+        positions.sort(key=lambda p: (p.instrument.symbol, p.position_idx))
         ranked = {id(p): i for i, p in enumerate(reversed(positions), start=1)}
         page, next_cursor = _page(positions, limit, q.text("cursor"), key=lambda p: ranked[id(p)])
         return {
@@ -183,6 +198,31 @@ class Queries:
             "nextPageCursor": next_cursor,
             "category": category,
         }
+
+    def fee_rate(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /v5/account/fee-rate``: the account's (taker, maker) rates per symbol."""
+        q = QueryParams(query)
+        category = self._category(q)
+        if category == "option":
+            raise BybitError(10001, "fake-bybit: options not supported")
+        symbol = q.text("symbol")
+        listed = [i for i in self._x.instruments.values() if i.category == category]
+        if symbol:
+            listed = [i for i in listed if i.symbol == symbol]
+            if not listed:
+                raise BybitError(10001, "params error: symbol invalid")
+        taker, maker = self._x.fee_rates[category]
+        items: list[dict[str, Any]] = []
+        for inst in sorted(listed, key=lambda i: i.symbol):
+            item: dict[str, Any] = {"symbol": inst.symbol}
+            if category == "spot":
+                item["baseCoin"] = ""
+            item.update(takerFeeRate=wire.plain(taker), makerFeeRate=wire.plain(maker))
+            items.append(item)
+        result: dict[str, Any] = {"list": items}
+        if category == "spot":
+            result = {"category": "spot", **result}
+        return result
 
     def wallet_balance(self, query: Mapping[str, str]) -> dict[str, Any]:
         """``GET /v5/account/wallet-balance?accountType=UNIFIED``."""

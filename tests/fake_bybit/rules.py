@@ -79,9 +79,7 @@ def parse_create(
     if link and not _ORDER_LINK_ID.fullmatch(link):
         raise BybitError(10001, "params error: orderLinkId invalid")
     position_idx = p.integer("positionIdx", 0)
-    if position_idx in (1, 2):
-        raise BybitError(10001, "position idx not match position mode")
-    if position_idx != 0:
+    if position_idx not in (0, 1, 2):
         raise BybitError(10001, "params error: positionIdx invalid")
     p.integer("isLeverage", 0)
     p.integer("triggerDirection", 0)
@@ -130,7 +128,8 @@ def _optional_price(p: BodyParams, name: str, inst: Instrument) -> Decimal | Non
 
 
 def check_derivative_lot(order: NewOrder, last: Decimal) -> Decimal:
-    """Lot, tick and minimum-notional rules; returns the order's notional value."""
+    """Lot, tick and minimum-notional rules; returns the order's notional value in the quote
+    coin (inverse: its number of 1-USD contracts)."""
     inst, qty, price = order.instrument, order.qty, order.price
     if qty % inst.qty_step != 0:
         raise BybitError(10001, "Qty invalid")
@@ -150,8 +149,8 @@ def check_derivative_lot(order: NewOrder, last: Decimal) -> Decimal:
         low, high = inst.min_price, inst.max_price
         if (low is not None and price < low) or (high is not None and price > high):
             raise BybitError(110003, "Order price exceeds the allowable range.")
-    notional = qty * (price if price is not None else last)
-    min_notional = inst.lot("minNotionalValue")
+    notional = qty if inst.inverse else qty * (price if price is not None else last)
+    min_notional = inst.lot_or_zero("minNotionalValue")
     if notional < min_notional:
         raise BybitError(
             110094,

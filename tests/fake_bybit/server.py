@@ -51,12 +51,23 @@ class FakeBybit:
         host: str = "127.0.0.1",
         port: int = 0,
         ws_ack_delay: float = 0.02,
+        fee_rates: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+        hedge_mode: bool = False,
+        rate_limits: bool = True,
     ) -> None:
         self.api_key = api_key
         self._api_secret = api_secret
         self.recv_window_ms = recv_window_ms
         #: Added to the server's clock; a positive value makes client timestamps look stale.
         self.clock_skew_ms = 0
+        #: Added to the exchange's business clock only (order times, history retention);
+        #: authentication keeps the real clock. See :meth:`advance_clock`.
+        self.time_offset_ms = 0
+        #: Bybit's per-UID rate limits answer 10006 beyond the limit; off: never enforced.
+        self.rate_limits = rate_limits
+        #: Requests refused with the HTTP 403/429 of :meth:`ban_ip` so far.
+        self.banned_requests = 0
+        self._ban: tuple[float, int] | None = None
         self._host = host
         self._port = port
         self.create_calls: list[dict[str, Any]] = []
@@ -65,7 +76,9 @@ class FakeBybit:
             default_instruments() if instruments is None else instruments,
             {**DEFAULT_PRICES, **(prices or {})},
             balances,
-            self.now_ms,
+            self.exchange_now_ms,
+            fee_rates=fee_rates,
+            hedge_mode=hedge_mode,
         )
         self._faults = Faults()
         self._rates = ratelimit.RateCounter()
@@ -89,6 +102,7 @@ class FakeBybit:
                 True,
                 self._query(queries.wallet_balance),
             ),
+            ("GET", "/v5/account/fee-rate"): (True, self._query(queries.fee_rate)),
             ("GET", "/v5/market/instruments-info"): (
                 False,
                 self._query(queries.instruments_info),
@@ -144,7 +158,12 @@ class FakeBybit:
         return self._base
 
     def now_ms(self) -> int:
+        """The clock requests are authenticated against."""
         return int(time.time() * 1000) + self.clock_skew_ms
+
+    def exchange_now_ms(self) -> int:
+        """The exchange's clock: order and execution times, history retention."""
+        return self.now_ms() + self.time_offset_ms
 
     # ------------------------------------------------------------ test hooks
 
@@ -169,6 +188,51 @@ class FakeBybit:
         self, order_link_id: str, qty: Decimal | None = None, price: Decimal | None = None
     ) -> None:
         self._publish(self.exchange.fill(self.orders[order_link_id], qty, price))
+
+    async def fill_in_parts(self, order_link_id: str, parts: list[tuple[Decimal, Decimal]]) -> None:
+        """Several maker fills ``(qty, price)`` of one order, pushed as one message each for
+        executions and orders (several items per message, as Bybit does)."""
+        self._publish(self.exchange.fill_in_parts(self.orders[order_link_id], parts))
+
+    @property
+    def executions_out_of_order(self) -> bool:
+        """The switch: each change's executions are pushed after its orders, newest first."""
+        return self._stream.executions_out_of_order
+
+    @executions_out_of_order.setter
+    def executions_out_of_order(self, on: bool) -> None:
+        self._stream.executions_out_of_order = on
+
+    def hold_executions(self) -> None:
+        """From now on execution messages are held back (orders still go out) ..."""
+        self._stream.hold_executions()
+
+    def release_executions(self, *, newest_first: bool = True) -> None:
+        """... until this pushes them all in one message, newest first by default."""
+        self._stream.release_executions(newest_first=newest_first)
+
+    def set_fee_rates(self, category: str, *, taker: Decimal, maker: Decimal) -> None:
+        """Fee rates of later fills (a negative maker rate is a rebate)."""
+        self.exchange.fee_rates[category] = (Decimal(taker), Decimal(maker))
+
+    def set_hedge_mode(self, hedge: bool) -> None:
+        """Switch the account between one-way and hedge mode (derivatives)."""
+        self.exchange.hedge_mode = hedge
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the exchange's clock forward (e.g. past the history's 24 h for unfilled
+        cancelled orders); signatures are still checked against the real clock."""
+        self.time_offset_ms += int(seconds * 1000)
+
+    def ban_ip(self, seconds: float = 600.0, *, status: int = 403) -> None:
+        """Answer every REST request with HTTP ``status`` (403: IP banned, "access too
+        frequent"; 429: frequency protection) for ``seconds``; nothing is executed."""
+        if status not in (403, 429):
+            raise ValueError("a ban is HTTP 403 or 429")
+        self._ban = (time.monotonic() + seconds, status)
+
+    def lift_ban(self) -> None:
+        self._ban = None
 
     def forget_from_realtime(self, order_link_id: str) -> None:
         """From now on ``/v5/order/realtime`` no longer shows the order; history still does."""
@@ -224,23 +288,26 @@ class FakeBybit:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        rate_headers = self._rates.record(path, self.now_ms())
+        if self._ban is not None:
+            until, status = self._ban
+            if time.monotonic() < until:
+                # Bybit's edge refuses before anything else: no JSON, no X-Bapi-* headers.
+                self.banned_requests += 1
+                return web.Response(text="access too frequent", status=status)
+            self._ban = None
         failure = self._faults.take_gateway_failure(path)
         if failure is not None:
             # The page comes from the gateway in front of Bybit: no X-Bapi-* headers on it.
             if failure.execute:
                 await self._serve(request, path)
             return _gateway_error(failure.status)
-        response = await self._serve(request, path)
-        if not response.prepared:
-            for name, value in rate_headers.items():
-                response.headers.setdefault(name, value)
-        return response
+        return await self._serve(request, path)
 
     async def _serve(self, request: web.Request, path: str) -> web.StreamResponse:
         route = self._routes.get((request.method, path))
         if route is None:
-            return self._envelope({}, ret_code=10017, ret_msg="Route not found.", status=404)
+            response = self._envelope({}, ret_code=10017, ret_msg="Route not found.", status=404)
+            return self._counted(response, path, "", enforce=False)
         private, handler = route
         raw_body = await request.read()
         if private:
@@ -253,7 +320,10 @@ class FakeBybit:
                 default_recv_window=self.recv_window_ms,
             )
             if auth_error is not None:
-                return self._envelope({}, ret_code=auth_error.ret_code, ret_msg=auth_error.ret_msg)
+                response = self._envelope(
+                    {}, ret_code=auth_error.ret_code, ret_msg=auth_error.ret_msg
+                )
+                return self._counted(response, path, "", enforce=False)
         body: dict[str, Any] = {}
         if request.method == "POST":
             try:
@@ -265,16 +335,35 @@ class FakeBybit:
             body = parsed
             if path == "/v5/order/create":
                 self.create_calls.append(body)
-        throttle = self._faults.take_throttle(path) if private else None
-        if throttle is not None:
-            response = self._envelope({}, ret_code=10006, ret_msg="Too many visits!")
-            response.headers.update(
-                ratelimit.headers(self._rates.limit(path), 0, self.now_ms() + throttle.reset_ms)
-            )
-            return response
-        if request.method == "GET":
+        else:
             body = _first_values(request)
-        return await handler(request, body)
+        category = body.get("category")
+        key = ratelimit.limit_key(path, category if isinstance(category, str) else "")
+        allowed, rate_headers = self._rates.record(
+            key, self.now_ms(), enforce=private and self.rate_limits
+        )
+        throttle = self._faults.take_throttle(path) if private else None
+        if throttle is not None or not allowed:
+            response = self._envelope({}, ret_code=10006, ret_msg="Too many visits!")
+            reset = self.now_ms() + throttle.reset_ms if throttle is not None else None
+            if reset is not None:
+                rate_headers = ratelimit.headers(ratelimit.limit_for(key), 0, reset)
+            response.headers.update(rate_headers)
+            return response
+        response = await handler(request, body)
+        if not response.prepared:
+            for name, value in rate_headers.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    def _counted(
+        self, response: web.Response, path: str, category: str, *, enforce: bool
+    ) -> web.Response:
+        _, rate_headers = self._rates.record(
+            ratelimit.limit_key(path, category), self.now_ms(), enforce=enforce
+        )
+        response.headers.update(rate_headers)
+        return response
 
     async def _create(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         fault = self._faults.take_create_fault()

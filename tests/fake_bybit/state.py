@@ -8,7 +8,12 @@ Bybit's error envelope.
 Matching model: one price per symbol (``set_price``) and unlimited liquidity at it. Market
 orders and limit orders that cross that price fill completely at it as takers; resting limit
 orders fill at their own price as makers when a later price crosses them, or when a test calls
-``fill``.
+``fill`` / ``fill_in_parts``.
+
+Accounts are one-way by default; with ``hedge_mode`` every derivatives order needs
+``positionIdx`` 1 (long side) or 2 (short side), a buy on side 2 or a sell on side 1 closes
+that side, and each symbol has two positions. Inverse contracts (``BTCUSD``) count contracts of
+1 USD; their values, margin, fees and PnL are in the base coin.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class Exchange:
         prices: Mapping[str, Decimal],
         balances: Mapping[str, Decimal],
         clock: Callable[[], int],
+        *,
+        fee_rates: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+        hedge_mode: bool = False,
     ) -> None:
         self.instruments: dict[tuple[str, str], Instrument] = {
             (inst.category, inst.symbol): inst for inst in instruments
@@ -69,7 +77,15 @@ class Exchange:
         self.orders_by_id: dict[str, FakeOrder] = {}
         self.orders_by_link: dict[str, FakeOrder] = {}
         self.executions: list[Execution] = []
-        self.positions: dict[str, Position] = {}
+        #: By (symbol, positionIdx).
+        self.positions: dict[tuple[str, int], Position] = {}
+        #: (taker, maker) by category; a negative maker rate is a rebate.
+        self.fee_rates: dict[str, tuple[Decimal, Decimal]] = {
+            **FEE_RATES,
+            **{k: (Decimal(t), Decimal(m)) for k, (t, m) in (fee_rates or {}).items()},
+        }
+        #: Derivatives orders need positionIdx 1/2 (hedge) instead of 0 (one-way).
+        self.hedge_mode = hedge_mode
         #: Server time in ms.
         self.now_ms = clock
         self._seq = itertools.count(4_688_002_127)
@@ -100,10 +116,13 @@ class Exchange:
                 raise BybitError(170131, "Balance insufficient")
             market_unit = needs.market_unit
         else:
-            notional = check_derivative_lot(new, last)
-            if new.reduce_only:
+            self._check_position_idx(new)
+            check_derivative_lot(new, last)
+            leverage = self.position(inst, new.position_idx).leverage
+            margin = inst.value(new.qty, new.price or last) / leverage
+            if new.reduce_only or _closes(new.side, new.position_idx):
                 qty = self._reduce_only_qty(new)
-            elif notional / self.position(inst).leverage > self.available_margin(inst.settle_coin):
+            elif margin > self.available_margin(inst.settle_coin):
                 raise BybitError(110007, "ab not enough for new order")
             if new.order_type == "Market":
                 # Bybit shows a market order's price as its slippage-protection limit.
@@ -141,9 +160,15 @@ class Exchange:
             events = self._match_new(order, last)
         return {"orderId": order.order_id, "orderLinkId": link}, events
 
+    def _check_position_idx(self, new: NewOrder) -> None:
+        """Bybit's answer to a positionIdx that does not fit the account's mode."""
+        wanted = (1, 2) if self.hedge_mode else (0,)
+        if new.position_idx not in wanted:
+            raise BybitError(10001, "position idx not match position mode")
+
     def _reduce_only_qty(self, new: NewOrder) -> Decimal:
-        """Bybit trims a reduce-only order to the position it reduces."""
-        position = self.positions.get(new.instrument.symbol)
+        """Bybit trims a reduce-only (or hedge-closing) order to the position it reduces."""
+        position = self.positions.get((new.instrument.symbol, new.position_idx))
         size = position.size if position is not None else ZERO
         if size == 0:
             raise BybitError(110017, "current position is zero, cannot fix reduce-only order qty")
@@ -265,12 +290,24 @@ class Exchange:
             fill_price = self.prices[order.symbol]
         return self._fill(order, qty, fill_price, is_maker=True)
 
+    def fill_in_parts(
+        self, order: FakeOrder, parts: Iterable[tuple[Decimal, Decimal]]
+    ) -> list[Event]:
+        """Several maker fills of one order, ``(qty, price)`` each, in one change: Bybit then
+        pushes them as several items of one message."""
+        events: list[Event] = []
+        for qty, price in parts:
+            events += self.fill(order, Decimal(qty), Decimal(price))
+        return events
+
     def _fill(
         self, order: FakeOrder, qty: Decimal, price: Decimal, *, is_maker: bool
     ) -> list[Event]:
         inst = order.instrument
-        if order.reduce_only and inst.category != "spot":
-            position = self.positions.get(inst.symbol)
+        if inst.category != "spot" and (
+            order.reduce_only or _closes(order.side, order.position_idx)
+        ):
+            position = self.positions.get((inst.symbol, order.position_idx))
             size = position.size if position is not None else ZERO
             room = abs(size) if (order.side == "Buy") == (size < 0) else ZERO
             if room == 0:
@@ -279,32 +316,41 @@ class Exchange:
                 partial = self._fill(order, room, price, is_maker=is_maker)
                 return partial + self._close(order, "Cancelled", cancel_type="CancelByReduceOnly")
         now = self.now_ms()
-        taker, maker = FEE_RATES[inst.category]
+        taker, maker = self.fee_rates[inst.category]
         rate = maker if is_maker else taker
         closed_size = exec_pnl = ZERO
         if inst.category == "spot":
             if order.quote_qty:
                 qty = (qty / price).quantize(inst.lot("basePrecision"), rounding=ROUND_DOWN)
             value = qty * price
-            if order.side == "Buy":
+            # A fee is paid in the coin received, a rebate in the coin given.
+            receives_base = order.side == "Buy"
+            in_base = receives_base if rate >= 0 else not receives_base
+            if in_base:
                 fee, fee_coin = qty * rate, inst.base_coin
-                self._credit(inst.quote_coin, -value)
-                self._credit(inst.base_coin, qty - fee)
             else:
                 fee, fee_coin = value * rate, inst.quote_coin
+            if receives_base:
+                self._credit(inst.quote_coin, -value)
+                self._credit(inst.base_coin, qty)
+            else:
                 self._credit(inst.base_coin, -qty)
-                self._credit(inst.quote_coin, value - fee)
+                self._credit(inst.quote_coin, value)
+            self._credit(fee_coin, -fee)
         else:
-            value = qty * price
+            value = inst.value(qty, price)
             fee, fee_coin = value * rate, inst.settle_coin
-            closed_size, exec_pnl = self._apply_to_position(inst, order.side, qty, price, fee, now)
+            closed_size, exec_pnl = self._apply_to_position(
+                inst, order.position_idx, order.side, qty, price, fee, now
+            )
             self._credit(fee_coin, exec_pnl - fee)
             self.realised[fee_coin] = self.realised.get(fee_coin, ZERO) + exec_pnl - fee
         order.cum_exec_qty += qty
         order.cum_exec_value += value
-        order.cum_exec_fee += fee
+        order.fees[fee_coin] = order.fees.get(fee_coin, ZERO) + fee
+        order.fee_coin = order.fee_coin or fee_coin
+        order.cum_exec_fee = order.fees[order.fee_coin]
         order.closed_pnl += exec_pnl - fee if closed_size else ZERO
-        order.fee_coin = fee_coin
         order.updated_ms = now
         done = order.quote_qty or order.cum_exec_qty >= order.qty
         order.status = "Filled" if done else "PartiallyFilled"
@@ -341,26 +387,39 @@ class Exchange:
         ]
 
     def _apply_to_position(
-        self, inst: Instrument, side: str, qty: Decimal, price: Decimal, fee: Decimal, now: int
+        self,
+        inst: Instrument,
+        position_idx: int,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        now: int,
     ) -> tuple[Decimal, Decimal]:
         """Books a derivatives fill; returns (closed size, gross realised PnL)."""
-        position = self.position(inst)
+        position = self.position(inst, position_idx)
         signed = qty if side == "Buy" else -qty
         closed = pnl = ZERO
         if position.size == 0:
             position.cur_realised_pnl = ZERO
         if position.size == 0 or (position.size > 0) == (signed > 0):
             new_size = position.size + signed
-            total = abs(position.size) * position.avg_price + qty * price
+            if inst.inverse:
+                # Contracts are worth a fixed USD amount: the entry price is harmonic.
+                coins = position.value  # what the contracts held are worth in the base coin
+                average = abs(new_size) / (coins + qty / price)
+            else:
+                average = (abs(position.size) * position.avg_price + qty * price) / abs(new_size)
             # Bybit keeps entry prices to 8 decimals, and computes PnL from that.
-            position.avg_price = (total / abs(new_size)).quantize(
-                _PRICE_QUANTUM, rounding=ROUND_HALF_UP
-            )
+            position.avg_price = average.quantize(_PRICE_QUANTUM, rounding=ROUND_HALF_UP)
             position.size = new_size
         else:
             closed = min(qty, abs(position.size))
             direction = 1 if position.size > 0 else -1
-            pnl = closed * (price - position.avg_price) * direction
+            if inst.inverse:
+                pnl = closed * (1 / position.avg_price - 1 / price) * direction
+            else:
+                pnl = closed * (price - position.avg_price) * direction
             position.size += signed
             if position.size == 0:
                 position.avg_price = ZERO
@@ -372,13 +431,17 @@ class Exchange:
         position.updated_ms = now
         return closed, pnl
 
-    def position(self, inst: Instrument) -> Position:
-        position = self.positions.get(inst.symbol)
+    def position(self, inst: Instrument, position_idx: int = 0) -> Position:
+        position = self.positions.get((inst.symbol, position_idx))
         if position is None:
             now = self.now_ms()
-            position = Position(inst, created_ms=now, updated_ms=now)
-            self.positions[inst.symbol] = position
+            position = Position(inst, created_ms=now, updated_ms=now, position_idx=position_idx)
+            self.positions[(inst.symbol, position_idx)] = position
         return position
+
+    def position_sides(self, inst: Instrument) -> list[Position]:
+        """The symbol's positions in the account's mode: one (0), or both hedge sides."""
+        return [self.position(inst, idx) for idx in ((1, 2) if self.hedge_mode else (0,))]
 
     def _credit(self, coin: str, amount: Decimal) -> None:
         self.wallet[coin] = self.wallet.get(coin, ZERO) + amount
@@ -390,12 +453,15 @@ class Exchange:
         """Bybit pushes the position on every order change of a derivatives symbol."""
         if inst.category == "spot":
             return []
-        position = self.position(inst)
-        return [("position", inst.category, wire.position_ws(position, self.prices[inst.symbol]))]
+        mark = self.prices[inst.symbol]
+        return [
+            ("position", inst.category, wire.position_ws(position, mark))
+            for position in self.position_sides(inst)
+        ]
 
     # --------------------------------------------------------------- balances
 
-    def _linear_positions(self, coin: str) -> list[Position]:
+    def _derivative_positions(self, coin: str) -> list[Position]:
         return [
             p for p in self.positions.values() if p.instrument.settle_coin == coin and p.size != 0
         ]
@@ -411,7 +477,8 @@ class Exchange:
                 and not order.reduce_only
                 and order.price is not None
             ):
-                total += order.leaves_qty * order.price / self.position(inst).leverage
+                leverage = self.position(inst, order.position_idx).leverage
+                total += inst.value(order.leaves_qty, order.price) / leverage
         return total
 
     def locked(self, coin: str) -> Decimal:
@@ -431,7 +498,7 @@ class Exchange:
         return self.wallet.get(coin, ZERO) - self.locked(coin)
 
     def available_margin(self, coin: str) -> Decimal:
-        positions = self._linear_positions(coin)
+        positions = self._derivative_positions(coin)
         upl = sum((p.unrealised_pnl(self.prices[p.instrument.symbol]) for p in positions), ZERO)
         im = sum((p.initial_margin for p in positions), ZERO)
         return self.free(coin) + upl - im - self._order_margin(coin)
@@ -446,7 +513,7 @@ class Exchange:
         total_equity = total_wallet = total_upl = total_im = total_mm = ZERO
         coin_items: list[dict[str, Any]] = []
         for coin in sorted(self.wallet):
-            positions = self._linear_positions(coin)
+            positions = self._derivative_positions(coin)
             upl = sum((p.unrealised_pnl(self.prices[p.instrument.symbol]) for p in positions), ZERO)
             position_im = sum((p.initial_margin for p in positions), ZERO)
             position_mm = sum((p.value * Decimal("0.005") for p in positions), ZERO)
@@ -503,6 +570,11 @@ class Exchange:
             "totalMaintenanceMarginByMp": wire.plain(total_mm),
             "coin": coin_items,
         }
+
+
+def _closes(side: str, position_idx: int) -> bool:
+    """In hedge mode a sell on the long side (1) or a buy on the short side (2) closes it."""
+    return (position_idx == 1 and side == "Sell") or (position_idx == 2 and side == "Buy")
 
 
 def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:

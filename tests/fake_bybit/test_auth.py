@@ -28,7 +28,7 @@ ORDER = b'{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Mark
 
 
 def test_signatures_match_the_vectors_computed_with_pybit() -> None:
-    # bybit-v5-notes.md §1: pybit's generate_signature on these inputs.
+    # Computed with pybit's own generate_signature on these inputs.
     assert (
         rest_signature(
             "testsecret",

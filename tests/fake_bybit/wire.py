@@ -1,7 +1,7 @@
 """Records rendered exactly as Bybit puts them on the wire.
 
 Field names, field order and JSON types follow the docs examples in
-``/work/shared/reference/bybit-examples``: numbers are strings (quantities padded to the
+``tests/flow/bybit_examples``: numbers are strings (quantities padded to the
 instrument's step, prices to its tick, values and fees in plain notation), ``positionIdx``,
 ``triggerDirection``, ``smpGroup`` and ``seq`` are integers, flags are booleans, and an absent
 number is ``""``.
@@ -62,14 +62,22 @@ def _order_common(order: FakeOrder) -> dict[str, Any]:
         "price": price_text(inst, order.price, absent="0"),
         "qty": qty_text(inst, order.qty),
         "leavesQty": qty_text(inst, leaves),
-        "leavesValue": plain(leaves * order.price) if order.price is not None else "0",
+        "leavesValue": plain(inst.value(leaves, order.price)) if order.price is not None else "0",
         "cumExecQty": qty_text(inst, order.cum_exec_qty),
         "cumExecValue": plain(order.cum_exec_value),
         "cumExecFee": plain(order.cum_exec_fee),
-        "avgPrice": average(order.avg_price),
+        "avgPrice": average(_order_average(order)),
         "isLeverage": "0" if spot else "",
-        "cumFeeDetail": {order.fee_coin: plain(order.cum_exec_fee)} if order.fee_coin else {},
+        "cumFeeDetail": {coin: plain(fee) for coin, fee in order.fees.items()},
     }
+
+
+def _order_average(order: FakeOrder) -> Decimal | None:
+    if order.cum_exec_qty == 0:
+        return None
+    if order.instrument.inverse:
+        return order.cum_exec_qty / order.cum_exec_value  # contracts per coin: harmonic
+    return order.cum_exec_value / order.cum_exec_qty
 
 
 def order_rest(order: FakeOrder) -> dict[str, Any]:
@@ -236,6 +244,8 @@ def execution_rest(execution: Execution) -> dict[str, Any]:
         "stopOrderType": "UNKNOWN",
         "leavesQty": common["leavesQty"],
         "execTime": common["execTime"],
+        # Bybit fills it on spot only (the docs' linear example has ""); derivatives pay in
+        # the settle coin.
         "feeCurrency": execution.fee_coin if execution.category == "spot" else "",
         "isMaker": execution.is_maker,
         "execFee": common["execFee"],
@@ -326,7 +336,7 @@ def position_rest(position: Position, mark: Decimal) -> dict[str, Any]:
     n = _position_numbers(position, mark)
     inst = position.instrument
     return {
-        "positionIdx": 0,
+        "positionIdx": position.position_idx,
         "riskId": 1,
         "riskLimitValue": "2000000",
         "symbol": inst.symbol,
@@ -370,7 +380,7 @@ def position_ws(position: Position, mark: Decimal) -> dict[str, Any]:
     n = _position_numbers(position, mark)
     inst = position.instrument
     return {
-        "positionIdx": 0,
+        "positionIdx": position.position_idx,
         "tradeMode": 0,
         "riskId": 1,
         "riskLimitValue": "2000000",

@@ -15,10 +15,17 @@ Frames follow the docs (``websocket/wss-authentication.mdx`` and the private top
   Before authentication: ``success:false``, ``ret_msg`` "Request not authorized".
 * ``{"op":"ping"}`` → ``{"op":"pong","args":["<server ms>"],"conn_id":…}`` (``req_id`` echoed);
   protocol-level pings are answered by aiohttp.
-* Pushes: ``{"id","topic","creationTime","data":[item]}``, one message per change, in the
-  order the changes happened; ``topic`` is the name the connection subscribed with
-  (``order`` or ``order.linear``). ``order``, ``execution``, ``position`` and ``wallet`` are
-  pushed; ``execution.fast``, ``greeks`` and ``dcp`` are accepted but never pushed.
+* Pushes: ``{"id","topic","creationTime","data":[item, …]}``: one message per topic and
+  change, holding every item of that topic the change produced (several executions and
+  orders when a price crosses several orders, both hedge sides), in the order the changes
+  happened; ``topic`` is the name the connection subscribed with (``order`` or
+  ``order.linear``). ``order``, ``execution``, ``position`` and ``wallet`` are pushed;
+  ``execution.fast``, ``greeks`` and ``dcp`` are accepted but never pushed.
+* Out of order: with ``executions_out_of_order`` set, each change's execution message comes
+  after its order message, its items newest first; across changes, after
+  :meth:`PrivateStream.hold_executions`, execution items are held back
+  (orders, positions and wallets still go out) until :meth:`PrivateStream.release_executions`
+  pushes them in one message, newest first by default.
 """
 
 from __future__ import annotations
@@ -93,6 +100,10 @@ class PrivateStream:
         self._ack_delay = float(ack_delay)
         self._connections: set[_Connection] = set()
         self.auth_failures = 0
+        self._holding = False
+        self._held: list[Event] = []
+        #: The switch: each change's executions come after its orders, newest first.
+        self.executions_out_of_order = False
 
     @property
     def authenticated_connections(self) -> int:
@@ -213,18 +224,47 @@ class PrivateStream:
     # ------------------------------------------------------------------ pushes
 
     def publish(self, events: Iterable[Event]) -> None:
-        """Queue one push per event for every connection subscribed to its topic."""
-        for base, category, item in events:
-            now = self._clock()
+        """Push the events of one change: one message per topic, several items each."""
+        pending = list(events)
+        if self.executions_out_of_order:
+            executions = [e for e in pending if e[0] == "execution"]
+            pending = [e for e in pending if e[0] != "execution"] + executions[::-1]
+        if self._holding:
+            self._held += [e for e in pending if e[0] == "execution"]
+            pending = [e for e in pending if e[0] != "execution"]
+        self._push(pending)
+
+    def hold_executions(self) -> None:
+        self._holding = True
+
+    def release_executions(self, *, newest_first: bool = True) -> None:
+        held, self._held, self._holding = self._held, [], False
+        if newest_first:
+            held.reverse()
+        self._push(held)
+
+    def _push(self, events: list[Event]) -> None:
+        groups: dict[str, list[Event]] = {}
+        for event in events:
+            groups.setdefault(event[0], []).append(event)
+        now = self._clock()
+        for base, group in groups.items():
+            first = group[0][2]
             if base == "execution":
-                message_id = f"{self._uid}_{item['symbol']}_{item['seq']}"
+                message_id = f"{self._uid}_{first['symbol']}_{first['seq']}"
             else:
                 message_id = f"{self._uid}{uuid.uuid4()}"
             for conn in list(self._connections):
-                topic = conn.topic_for(base, category) if conn.authenticated else None
-                if topic is not None:
+                if not conn.authenticated:
+                    continue
+                by_topic: dict[str, list[dict[str, Any]]] = {}
+                for _, category, item in group:
+                    topic = conn.topic_for(base, category)
+                    if topic is not None:
+                        by_topic.setdefault(topic, []).append(item)
+                for topic, items in by_topic.items():
                     conn.send(
-                        {"id": message_id, "topic": topic, "creationTime": now, "data": [item]}
+                        {"id": message_id, "topic": topic, "creationTime": now, "data": items}
                     )
 
     def push_raw(self, message: dict[str, Any]) -> None:

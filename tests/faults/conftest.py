@@ -11,10 +11,11 @@ import pytest
 from pydantic import SecretStr
 
 from om_core.db import migrate
-from om_core.gateway import Gateway, GatewayConfig
 from om_core.messaging.rabbitmq import RabbitBus
+from plugins_builtin.bybit.gateway import Gateway, GatewayConfig
 from tests.conftest import wait_for
 from tests.faults.support import API_KEY, API_SECRET, Db, EventCollector, RecordingFakeBybit
+from tests.support.gateway import bus_context
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def gateway(world: World) -> AsyncIterator[Gateway]:
         backoff_initial=0.1,
         backoff_max=0.5,
     )
-    gw = Gateway(config, world.bus)
+    gw = Gateway(config, bus_context(world.bus))
     await gw.start()
     try:
         await wait_for(lambda: world.fake.ws_connections == 1, message="gateway connected")

@@ -7,8 +7,8 @@ after three lookups that found nothing, past the resend guard (docs/exactly-once
 
 from __future__ import annotations
 
-from om_core.gateway import Gateway
 from om_core.orders.client_id import client_order_id
+from plugins_builtin.bybit.gateway import Gateway
 from tests.faults.conftest import World
 from tests.faults.support import (
     MISSES_BEFORE_RESEND,

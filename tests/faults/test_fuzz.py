@@ -21,11 +21,11 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from om_core.gateway import Gateway
 from om_core.messaging.base import ERROR_HEADER, ORIGINAL_QUEUE_HEADER, dlq_name
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.signals.contract import InvalidSignal, parse_signal
 from om_core.updates.parse import InvalidUpdate, parse_updates
+from plugins_builtin.bybit.gateway import Gateway
 from tests.faults.conftest import World
 from tests.faults.malformed import bad_signal, bad_update, deep
 from tests.faults.support import audit, await_true, bybit_env, encode, market_signal

@@ -17,9 +17,9 @@ import asyncio
 import random
 from pathlib import Path
 
-from om_core.gateway import Gateway
 from om_core.messaging.topology import SIGNALS_QUEUE
 from om_core.orders.client_id import client_order_id
+from plugins_builtin.bybit.gateway import Gateway
 from tests.faults.conftest import World
 from tests.faults.support import (
     ServiceProcess,

@@ -23,11 +23,11 @@ import pytest
 from sqlmodel import col, select
 
 from om_core.db.models import OutboxEvent
-from om_core.gateway import Gateway
 from om_core.messaging.topology import SIGNALS_QUEUE
 from om_core.orders.client_id import client_order_id
 from om_core.trading_state import set_state
 from om_plugins.types import TradingState
+from plugins_builtin.bybit.gateway import Gateway
 from tests.faults.conftest import World
 from tests.faults.support import audit, await_true, bybit_env, encode, market_signal
 from tests.flow.stack import Stack, running

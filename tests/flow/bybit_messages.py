@@ -10,7 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-#: Verbatim copies of Bybit's documented examples (from shared/reference/bybit-examples).
+#: Verbatim copies of Bybit's documented examples (bybit-exchange/docs; SOURCES.tsv names the
+#: page and line of each).
 EXAMPLES = Path(__file__).resolve().parent / "bybit_examples"
 #: A day ahead of now, so test reports stay newer than the paper exchange's own however long
 #: the suite runs.

@@ -1,5 +1,10 @@
 """The WS-Gateway: Bybit's private ``order`` and ``execution`` streams onto ``ws-gateway.order``.
 
+Registered as the ``bybit`` stream gateway (``om_register_stream_gateways``): ``om ws-gateway``
+and ``om run --with-ws-gateway`` build it from the engine's
+:class:`~om_plugins.GatewayContext`, whose ``publish`` puts one message on the queue with
+publisher confirms. The adapter's ``decode_stream`` reads what it publishes.
+
 Every stream message is published **unchanged** (its bytes as Bybit sent them) inside an
 envelope::
 
@@ -12,7 +17,7 @@ and after every (re)connection, once authenticated and subscribed, a control mes
 so the Order Manager reconciles what it may have missed while the stream was down (Bybit
 does not replay). The first connection announces itself the same way.
 
-How it stays up (pybit's stream alone does not, see :mod:`om_core.gateway.stream`):
+How it stays up (pybit's stream alone does not, see :mod:`plugins_builtin.bybit.stream`):
 
 * pybit's socket thread only appends the message to a bounded in-memory queue; publishing
   happens on the event loop, with publisher confirms, retried until the broker confirms.
@@ -28,26 +33,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
-from om_core.gateway.stream import PrivateStream
-from om_core.messaging.base import MessageBus
-from om_core.messaging.topology import ORDER_UPDATES_QUEUE
-
-if TYPE_CHECKING:
-    from om_core.config import Settings
+from om_plugins import GatewayContext
+from plugins_builtin.bybit.decode import RECONNECTED
+from plugins_builtin.bybit.settings import BybitSettings
+from plugins_builtin.bybit.stream import PrivateStream
 
 __all__ = [
     "RECONNECTED",
@@ -56,13 +58,13 @@ __all__ = [
     "GatewayConfig",
     "control_message",
     "envelope",
-    "run_gateway",
 ]
 
 log = logging.getLogger(__name__)
 
 SOURCE = "ws-gateway"
-RECONNECTED = "gateway.reconnected"
+#: The queue the engine's context publishes to (for logs only).
+QUEUE = "ws-gateway.order"
 TOPICS = ("order", "execution")
 #: A connection that lived this long was healthy: the next one is attempted at once.
 STABLE_AFTER = 30.0
@@ -116,8 +118,8 @@ class GatewayConfig:
         return self.ping_interval + self.ping_timeout + 5.0
 
     @classmethod
-    def from_bybit(cls, settings: Any) -> GatewayConfig:
-        """From :class:`plugins_builtin.bybit.BybitSettings` (credentials required)."""
+    def from_bybit(cls, settings: BybitSettings) -> GatewayConfig:
+        """From the plugin's ``OM_BYBIT_*`` settings (credentials required)."""
         credentials = settings.credentials()
         return cls(
             ws_url=settings.private_ws_url,
@@ -133,23 +135,6 @@ class GatewayConfig:
             backoff_max=settings.ws_reconnect_max_s,
             queue_size=settings.ws_queue_size,
         )
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, env: Mapping[str, str] | None = None
-    ) -> GatewayConfig:
-        """From ``OM_BYBIT_*`` and the config file's ``[plugins.bybit]`` table."""
-        from om_core.plugins.settings import build_plugin_settings
-        from plugins_builtin.bybit import BybitPlugin, BybitSettings
-
-        bybit = build_plugin_settings(
-            "bybit",
-            BybitPlugin,
-            BybitSettings,
-            settings.plugin_config.get("bybit", {}),
-            os.environ if env is None else env,
-        )
-        return cls.from_bybit(bybit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,14 +318,13 @@ def _ignore(message: Any) -> None:
 
 
 class Gateway:
-    """Forwards one Bybit account's private stream to ``queue`` on ``bus``."""
+    """Forwards one Bybit account's private stream through ``context.publish``
+    (``ws-gateway.order``); a :class:`~om_plugins.StreamGateway`."""
 
-    def __init__(
-        self, config: GatewayConfig, bus: MessageBus, *, queue: str = ORDER_UPDATES_QUEUE
-    ) -> None:
+    def __init__(self, config: GatewayConfig, context: GatewayContext) -> None:
         self.config = config
-        self.bus = bus
-        self.queue = queue
+        self.context = context
+        self.queue = QUEUE
         #: Set on stop; socket threads waiting for queue space check it.
         self.stopping = threading.Event()
         #: Set when something needs the supervisor's attention now.
@@ -546,9 +530,7 @@ class Gateway:
         while True:
             item = await self.inbox.peek()
             try:
-                await self.bus.publish(
-                    self.queue, item.body, message_id=item.message_id, type=item.type
-                )
+                await self.context.publish(item.body, item.message_id, item.type)
             except Exception as exc:
                 log.error(
                     "ws-gateway: publishing a %s message to %s failed (%s); %d waiting, "
@@ -565,22 +547,3 @@ class Gateway:
             self.inbox.pop()
             self.published += 1
             delay = 0.1
-
-
-async def run_gateway(
-    settings: Settings,
-    bus: MessageBus,
-    *,
-    stop: asyncio.Event,
-    env: Mapping[str, str] | None = None,
-) -> None:
-    """Run the gateway for the Bybit account in ``OM_BYBIT_*`` until ``stop`` is set.
-
-    ``bus`` must be started (and is left open).
-    """
-    gateway = Gateway(GatewayConfig.from_settings(settings, env), bus)
-    await gateway.start()
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
