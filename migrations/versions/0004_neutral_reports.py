@@ -57,6 +57,7 @@ def upgrade() -> None:
         "positions", sa.Column("fees", sa.JSON(), nullable=False, server_default=EMPTY_JSON)
     )
     op.add_column("positions", sa.Column("contribution_id", BIG_ID, nullable=True))
+    op.add_column("positions", sa.Column("synced_at", UTCDateTime(), nullable=True))
 
     op.create_table(
         "position_contributions",
@@ -116,6 +117,7 @@ def downgrade() -> None:
     op.drop_index("ix_position_contributions_order_id", table_name="position_contributions")
     op.drop_table("position_contributions")
     with op.batch_alter_table("positions") as batch:
+        batch.drop_column("synced_at")
         batch.drop_column("contribution_id")
         batch.drop_column("fees")
     op.drop_index("ix_fills_contribution_id", table_name="fills")

@@ -206,6 +206,9 @@ class Position(SQLModel, table=True):
     mark_price: Decimal | None = _money(nullable=True)
     #: The latest contribution: the next fill of its order joins it.
     contribution_id: int | None = Field(default=None, sa_column=sa.Column(BigIntPK, nullable=True))
+    #: Reconciliation set the position to the exchange's figures as of this time: fills
+    #: executed until then are in them already, and reach the position no more.
+    synced_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +32,9 @@ __all__ = [
     "TradeDelta",
     "add_fees",
     "contribute",
+    "counts_for",
     "get_or_create_position",
+    "set_from_exchange",
     "snapshot",
     "snapshot_values",
 ]
@@ -232,6 +235,16 @@ def snapshot_values(row: Position, *, reason: str, mark: Decimal | None = None) 
     }
 
 
-def reset_contributions(row: Position) -> None:
-    """The position was set from outside (reconciliation): later fills start afresh."""
+def set_from_exchange(row: Position, as_of: datetime) -> None:
+    """The position was set to the exchange's figures as of ``as_of`` (reconciliation):
+    later fills start a contribution afresh, and fills executed until then — the exchange's
+    figures hold them — move it no more."""
     row.contribution_id = None
+    row.synced_at = as_of
+
+
+def counts_for(row: Position | None, executed_at: datetime | None) -> bool:
+    """Whether a fill executed at ``executed_at`` still moves the position ``row``."""
+    if row is None or row.synced_at is None or executed_at is None:
+        return True
+    return executed_at > row.synced_at

@@ -37,7 +37,7 @@ from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, decimal_str, new_event, position_payload
 from om_core.orders.status import IN_DOUBT, OPEN
 from om_core.periodic import Every
-from om_core.positions.store import get_or_create_position, reset_contributions, snapshot
+from om_core.positions.store import get_or_create_position, set_from_exchange, snapshot
 from om_core.updates.apply import UpdateApplier
 from om_core.updates.validate import check_reports
 from om_plugins.exchange import ExchangeAdapter
@@ -284,8 +284,10 @@ class Reconciler:
                 if theirs is not None and theirs.mark_price is not None:
                     row.mark_price = theirs.mark_price
                 row.updated_at = utcnow()
-                # Fills from now on start a new contribution from the corrected figures.
-                reset_contributions(row)
+                # Fills the exchange's figures hold already must not be counted again when
+                # they arrive late; later ones start from the corrected figures.
+                as_of = theirs.updated_at if theirs is not None else None
+                set_from_exchange(row, as_of or utcnow())
                 await s.flush()
                 snapshot(s, row, reason="sync")
                 after = _position_view(row.size, row.avg_entry_price)

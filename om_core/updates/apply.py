@@ -57,7 +57,7 @@ from om_core.orders.lifecycle import mark_accepted, settle_signal
 from om_core.orders.status import IN_DOUBT, TERMINAL, OrderStatus
 from om_core.orders.transitions import Action, decide, normalize
 from om_core.positions.math import average_price, quantize, trade_value
-from om_core.positions.store import PositionKey, TradeDelta, add_fees, contribute
+from om_core.positions.store import PositionKey, TradeDelta, add_fees, contribute, counts_for
 from om_core.signals.store import json_safe
 from om_plugins.reports import ExecutionReport, Fee, OrderReport, ReasonCode
 from om_plugins.types import Category, Instrument, PositionMode, QtyUnit
@@ -378,9 +378,11 @@ class UpdateApplier:
             fill.fee_currency = _main_fee(fees, {})[0]
         fill.fee += fees.get(fill.fee_currency, _ZERO)
         booked.add(delta)
-        contribution_id = await self._contribute(session, order, delta, rows)
-        if contribution_id is not None and fill.contribution_id is None:
-            fill.contribution_id = contribution_id
+        position = await self._position_row(session, order, rows)
+        if counts_for(position, fill.executed_at):
+            contribution_id = await self._contribute(session, order, delta, rows)
+            if contribution_id is not None and fill.contribution_id is None:
+                fill.contribution_id = contribution_id
         return delta, _fill_payload(fill, qty=delta.qty, price=price, fees=fees)
 
     # -- executions: one fill each ----------------------------------------------------------------
@@ -422,24 +424,30 @@ class UpdateApplier:
             return await self._quarantine(session, order, e, verdict.reason)
 
         await _leave_doubt(session, order, e.exchange_order_id)
+        position = await self._position_row(session, order, rows)
+        # An execution the exchange's reconciled figures hold already moves nothing.
+        real_counts = counts_for(position, e.executed_at)
         delta = TradeDelta()
-        delta.add(real)
+        if real_counts:
+            delta.add(real)
         replaced_in: int | None = None
         if not removed.empty:
             assert booked.inferred is not None
             replaced_in = booked.inferred.contribution_id
-            if await self._is_current(session, order, booked.inferred, rows):
+            if replaced_in is None:
+                pass  # the inferred part never moved the position
+            elif position is not None and position.contribution_id == replaced_in:
                 delta.add(removed.negated())
             else:
                 # The inferred fill counted in a contribution that is closed now (another
-                # order traded since, or reconciliation reset the position): only what this
+                # order traded since, or reconciliation set the position): only what this
                 # execution adds beyond it can still move the position.
                 log.warning(
                     "execution %s replaces an inferred fill of a closed contribution; the "
                     "position keeps the inferred price",
                     e.exec_id,
                 )
-                delta = _scaled(real, (e.qty - removed.qty) / e.qty)
+                delta = _scaled(real, (e.qty - removed.qty) / e.qty) if real_counts else delta
             _shrink(session, booked, removed)
         booked.add(real)
         booked.add(removed.negated())
@@ -512,12 +520,12 @@ class UpdateApplier:
         )
         return contribution.id
 
-    async def _is_current(
-        self, session: AsyncSession, order: Order, fill: Fill, rows: _Batch
-    ) -> bool:
-        """Whether ``fill`` counts in its position's latest contribution (or in none yet)."""
-        if fill.contribution_id is None:
-            return True
+    async def _position_row(
+        self, session: AsyncSession, order: Order, rows: _Batch
+    ) -> Position | None:
+        """The position ``order`` trades, locked, if it exists already."""
+        if _side_unknown(order, rows):
+            return None
         key = (order.category, order.symbol, order.position_idx)
         position = rows.positions.get(key)
         if position is None:
@@ -534,7 +542,7 @@ class UpdateApplier:
             ).first()
             if position is not None:
                 rows.positions[key] = position
-        return position is not None and position.contribution_id == fill.contribution_id
+        return position
 
     async def _settle_pending_position(
         self, session: AsyncSession, order: Order, r: OrderReport, rows: _Batch

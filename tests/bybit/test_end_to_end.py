@@ -43,9 +43,19 @@ async def gateway_for(stack: Stack, fake: FakeBybit) -> AsyncIterator[Gateway]:
         await gateway.stop()
 
 
-async def position_size(stack: Stack) -> Decimal | None:
+async def position_size(
+    stack: Stack, category: str = "linear", symbol: str = "BTCUSDT", idx: int = 0
+) -> Decimal | None:
     async with stack.service.sessions() as session:
-        pos = (await session.exec(select(Position))).first()
+        pos = (
+            await session.exec(
+                select(Position).where(
+                    Position.category == category,
+                    Position.symbol == symbol,
+                    Position.position_idx == idx,
+                )
+            )
+        ).first()
     return pos.size if pos is not None else None
 
 
@@ -139,7 +149,7 @@ async def test_executions_newest_first_after_the_order_with_a_rebate(
             booked = await wait_for(fills)
             assert sorted(f.price for f in booked) == [Decimal("1010"), Decimal("1090")]
             assert all(f.fee < 0 for f in booked)  # rebates
-            assert await wait_for(lambda: position_size(stack)) == Decimal("2")
+            assert await wait_for(lambda: position_size(stack, symbol="ETHUSDT")) == Decimal("2")
 
 
 async def test_a_hedge_mode_account_trades(fake: FakeBybit, server_urls: tuple[str, str]) -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlmodel import col, select
 
 from om_core.db.models import Fill, Order, Position
+from om_core.messaging.topology import ORDER_UPDATES_QUEUE
 from om_core.orders.client_id import client_order_id
 from om_plugins import Category, OrderRequest, OrderType, Side
 from tests.flow.reports import gap
@@ -142,3 +143,37 @@ async def test_a_gateway_reconnect_triggers_reconciliation(urls: tuple[str, str]
         async with service.sessions() as session:
             pos = (await session.exec(select(Position))).one()
         assert pos.size == Decimal("-0.020")
+
+
+async def test_fills_a_correction_holds_already_are_not_counted_again(
+    urls: tuple[str, str],
+) -> None:
+    """Reconciliation set a position from the exchange's figures, and then the fill that
+    made them arrives late through the stream: it is booked, and moves the position no more."""
+    async with running(*urls, consume=False) as stack:
+        service = stack.service
+        await stack.paper.place_order(
+            OrderRequest(
+                client_order_id="by-hand-late",
+                symbol="ETHUSDT",
+                category=Category.LINEAR,
+                side=Side.SELL,
+                order_type=OrderType.MARKET,
+                qty=Decimal("0.50"),
+            )
+        )
+        report = await service.reconciler.run()
+        assert report.positions_corrected == 1
+        late = []
+        while (message := await service.bus.get(ORDER_UPDATES_QUEUE, timeout=0.2)) is not None:
+            late.append(message.body)
+        assert late  # what the stream would have delivered, had it been consumed
+        for body in late:
+            await service.event_subscriber.process_bytes(body)
+        async with service.sessions() as session:
+            [pos] = (await session.exec(select(Position))).all()
+            [order] = (await session.exec(select(Order))).all()
+            [fill] = (await session.exec(select(Fill))).all()
+        assert pos.size == Decimal("-0.50")
+        assert order.is_external and order.status == "filled"
+        assert fill.qty == Decimal("0.50") and fill.contribution_id is None
