@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -144,13 +145,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SECRET_NAME = re.compile(r"SECRET|API_KEY|PASSWORD|TOKEN|PASSPHRASE")
+
+
 def _secrets(settings: Settings) -> list[str]:
     from urllib.parse import urlsplit
 
     secrets = [k.secret.get_secret_value() for k in settings.api_keys]
-    bybit = settings.plugin_config.get("bybit", {})
-    secrets += [os.environ.get("OM_BYBIT_API_SECRET", ""), os.environ.get("OM_BYBIT_API_KEY", "")]
-    secrets += [str(bybit.get("api_secret", "")), str(bybit.get("api_key", ""))]
+    # Plugins' credentials (exchange keys), wherever they were given: never in a log line.
+    secrets += [v for k, v in os.environ.items() if k.startswith("OM_") and _SECRET_NAME.search(k)]
+    for table in settings.plugin_config.values():
+        secrets += [str(v) for k, v in table.items() if _SECRET_NAME.search(k.upper())]
     for url in (settings.database_url, settings.broker_url):
         password = urlsplit(url).password
         if password:

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry()
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-#: Exchange result codes that mean success (Bybit's ``retCode`` 0, or an adapter's "ok").
+#: Exchange result codes that mean success (``0`` as many exchanges say, or an adapter's "ok").
 _SUCCESS_CODES = frozenset({"", "0", "ok", "OK"})
 
 SIGNALS = Counter(
@@ -156,7 +156,7 @@ def observe_placement_latency(seconds: float) -> None:
 def count_exchange_request(endpoint: str, code: str | int, seconds: float) -> None:
     """One exchange request to ``endpoint`` answered with ``code`` after ``seconds``.
 
-    ``code`` is the exchange's result code (Bybit ``retCode``; ``0`` or ``ok`` for success)
+    ``code`` is the exchange's own result code (``0`` or ``ok`` for success)
     or a transport failure name such as ``timeout``; anything but success counts as an error.
     """
     code = str(code)

@@ -101,4 +101,10 @@ def test_om_ws_gateway_explains_what_it_needs(tmp_path: Path) -> None:
     env.update({"OM_API_ENABLED": "false"})
     proc = om(tmp_path, env, "run", "--with-ws-gateway")
     assert proc.returncode == 1
+    # The paper exchange reports through the engine itself: it has no gateway to run.
+    assert "no enabled plugin provides a stream gateway for exchange 'paper'" in proc.stderr
+
+    env.update({"OM_EXCHANGE": "bybit"})
+    proc = om(tmp_path, env, "run", "--with-ws-gateway")
+    assert proc.returncode == 1
     assert "OM_BYBIT_API_KEY" in proc.stderr

@@ -81,7 +81,7 @@ class Order(SQLModel, table=True):
     )
 
     id: int | None = _pk()
-    #: Our deterministic id, sent as Bybit's ``orderLinkId``; committed before the exchange call.
+    #: Our deterministic id, sent as the exchange's client order id; committed before the call.
     client_order_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
     exchange_order_id: str | None = Field(
         default=None, sa_column=sa.Column(sa.String(64), nullable=True, unique=True)

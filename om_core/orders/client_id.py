@@ -1,4 +1,5 @@
-"""Deterministic client order ids (Bybit ``orderLinkId``: ≤ 36 chars of ``[A-Za-z0-9_-]``)."""
+"""Deterministic client order ids: ≤ 36 characters of ``[A-Za-z0-9_-]``, which every exchange we
+know accepts as its client order id."""
 
 from __future__ import annotations
 
