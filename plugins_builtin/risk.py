@@ -292,7 +292,8 @@ class RiskPlugin:
                 )
             )
 
-        after_notional = abs(after) * price
+        # In the quote coin, whatever the quantity counts (contracts on inverse instruments).
+        after_notional = context.instrument.notional(abs(after), price)
         if (
             s.max_position_notional is not None
             and not shrinks

@@ -1,14 +1,19 @@
-"""Built-in position sizing: how much base asset an order buys or sells.
+"""Built-in position sizing: how much an order buys or sells.
+
+Quantities are in the instrument's unit (``Instrument.qty_unit``): the base coin on linear
+and spot instruments, contracts on inverse ones (Bybit's BTCUSD: one contract is 1 USD).
 
 **Which size was asked for**, first match wins:
 
-1. the signal's explicit ``qty`` (base asset, e.g. BTC);
-2. the signal's ``notional`` (quote coin, e.g. USDT) divided by the order price;
+1. the signal's explicit ``qty`` — always in the base asset (e.g. BTC), whatever the
+   instrument counts: on an inverse instrument it becomes the contracts worth that much at
+   the order price;
+2. the signal's ``notional`` (quote coin, e.g. USDT or USD) at the order price;
 3. for a ``reduce_only`` signal with neither, the whole current position (|position size|),
    i.e. "close it";
-4. otherwise ``balance_fraction`` × available balance × signal strength, divided by the
-   order price. With the default ``balance_fraction = 0.01`` a full-strength signal commits
-   1 % of the available balance.
+4. otherwise ``balance_fraction`` × available balance × signal strength, valued at the order
+   price. The balance is in the coin the instrument settles in (BTC for inverse). With the
+   default ``balance_fraction = 0.01`` a full-strength signal commits 1 % of it.
 
 The **order price** is the limit price for limit orders and the current reference price
 (last/mark) for market orders.
@@ -46,8 +51,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from om_plugins import (
     DecisionContext,
+    Instrument,
     OrderType,
     OrderTypeDecision,
+    QtyUnit,
     QuantityDecision,
     Rejection,
     Signal,
@@ -93,15 +100,17 @@ def _reject(code: str, message: str, **details: object) -> Rejection:
     return Rejection(code=code, message=message, details={k: str(v) for k, v in details.items()})
 
 
-def _qty_for_value(value: Decimal, price: Decimal, step: Decimal) -> Decimal:
-    """The largest multiple of ``step`` whose value at ``price`` does not exceed ``value``.
+def _qty_for_value(value: Decimal, price: Decimal, instrument: Instrument) -> Decimal:
+    """The largest multiple of the step whose quote-coin value at ``price`` does not exceed
+    ``value``.
 
-    Computed as whole steps of ``price × step`` so that no inexact division is involved:
-    ``result × price <= value`` holds exactly.
+    Computed as whole steps of one step's value so that no inexact division is involved:
+    ``instrument.notional(result, price) <= value`` holds exactly.
     """
+    step = instrument.qty_step
     with decimal.localcontext(_WIDE):
         # Both operands are positive here, so the integer division is a floor.
-        steps = value // (price * step)
+        steps = value // instrument.notional(step, price)
         return steps * step
 
 
@@ -136,13 +145,18 @@ class SizingPlugin:
             requested = signal.qty
             if requested <= 0:
                 return _qty_zero(basis, requested)
-            qty = round_qty_down(requested, step)
+            if instrument.qty_unit is QtyUnit.CONTRACTS:
+                # The base coin asked for, as contracts worth it at the order price.
+                with decimal.localcontext(_WIDE):
+                    qty = _qty_for_value(requested * price, price, instrument)
+            else:
+                qty = round_qty_down(requested, step)
         elif signal.notional is not None:
             basis = "notional"
             requested = signal.notional
             if requested <= 0:
                 return _qty_zero(basis, requested)
-            qty = _qty_for_value(requested, price, step)
+            qty = _qty_for_value(requested, price, instrument)
         elif signal.reduce_only:
             basis = "close_position"
             requested = abs(context.position.size)
@@ -155,9 +169,11 @@ class SizingPlugin:
                 requested = (
                     self.settings.balance_fraction * context.balance.available * signal.strength
                 )
+                # A balance in the base coin (inverse) is worth its price in the quote coin.
+                budget = requested * price if _in_base_coin(context) else requested
             if requested <= 0:
                 return _qty_zero(basis, requested)
-            qty = _qty_for_value(requested, price, step)
+            qty = _qty_for_value(budget, price, instrument)
 
         max_qty = instrument.max_qty
         if order_type.order_type is OrderType.MARKET and instrument.max_market_qty is not None:
@@ -188,7 +204,7 @@ class SizingPlugin:
             )
 
         with decimal.localcontext(_WIDE):
-            value = qty * price
+            value = instrument.notional(qty, price)
         if value < instrument.min_notional:
             return _reject(
                 "NOTIONAL_BELOW_MINIMUM",
@@ -201,6 +217,12 @@ class SizingPlugin:
             )
 
         return QuantityDecision(qty=qty)
+
+
+def _in_base_coin(context: DecisionContext) -> bool:
+    instrument = context.instrument
+    coin = context.balance.coin
+    return bool(instrument.base_coin) and coin == instrument.base_coin != instrument.quote_coin
 
 
 def _qty_zero(basis: str, requested: Decimal, **extra: object) -> Rejection:

@@ -766,9 +766,7 @@ def _refresh_external(order: Order, r: OrderReport) -> None:
     order.reduce_only = r.reduce_only
 
 
-def _covered_part(
-    inferred: Fill | None, qty: Decimal, instrument: Instrument | None
-) -> TradeDelta:
+def _covered_part(inferred: Fill | None, qty: Decimal, instrument: Instrument | None) -> TradeDelta:
     """The share of ``inferred`` an execution of ``qty`` stands for (all of what is left of
     it when the execution covers it: no rounding remains behind)."""
     if inferred is None or inferred.qty <= 0:
@@ -784,9 +782,9 @@ def _covered_part(
     base_fee = _ZERO
     if fee:
         # Only whether the fee is in the base coin matters here, not the price.
-        base_fee = settle_fee(
-            Fee(fee, inferred.fee_currency), instrument, inferred.category, _ONE
-        )[1]
+        base_fee = settle_fee(Fee(fee, inferred.fee_currency), instrument, inferred.category, _ONE)[
+            1
+        ]
     return TradeDelta(
         qty=covered,
         value=value,

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from om_plugins import (
+    Balance,
     Category,
     Instrument,
     OrderType,
     OrderTypeDecision,
+    QtyUnit,
     QuantityDecision,
     Rejection,
     Side,
@@ -325,3 +327,64 @@ def test_quantity_is_on_the_grid_within_the_request_and_the_exchange_limits(
     assert Fraction(qty) * Fraction(price) <= cap
     if "qty" in fields:
         assert qty <= fields["qty"]
+
+
+# -- inverse contracts: qty counts 1-USD contracts (observation 6 of issue 13) ----------------
+
+BTCUSD = Instrument(
+    symbol="BTCUSD",
+    category=Category.INVERSE,
+    tick_size=Decimal("0.5"),
+    qty_step=Decimal(1),
+    min_qty=Decimal(1),
+    max_qty=Decimal(1_000_000),
+    base_coin="BTC",
+    quote_coin="USD",
+    qty_unit=QtyUnit.CONTRACTS,
+    settle_coin="BTC",
+)
+
+
+def inverse(**ctx: Any) -> Any:
+    base = context(instrument=BTCUSD, reference_price="50000", **ctx)
+    return replace(base, balance=Balance(coin="BTC", available=Decimal(2), equity=Decimal(2)))
+
+
+def size_inverse(order_type: OrderTypeDecision = MARKET, **fields: Any) -> Decimal:
+    result = SizingPlugin().om_calculate_quantity(
+        signal(symbol="BTCUSD", category=Category.INVERSE, **fields), inverse(), order_type
+    )
+    return qty_of(result)
+
+
+def test_inverse_qty_is_base_coin_turned_into_contracts() -> None:
+    # 1 BTC at 50,000 USD = 50,000 one-dollar contracts (not one $1 contract).
+    assert size_inverse(qty=Decimal(1)) == Decimal(50_000)
+    assert size_inverse(limit("40000"), qty=Decimal("0.5")) == Decimal(20_000)
+
+
+def test_inverse_notional_is_a_count_of_one_dollar_contracts() -> None:
+    # 100 USD is 100 contracts at any price (not 100 / 50,000 → rounded to 0).
+    assert size_inverse(notional=Decimal(100)) == Decimal(100)
+    assert size_inverse(limit("40000"), notional=Decimal("100.9")) == Decimal(100)
+
+
+def test_inverse_balance_fraction_values_the_base_coin_balance() -> None:
+    # 1 % of 2 BTC = 0.02 BTC, worth 1,000 USD at 50,000: 1,000 contracts.
+    assert size_inverse() == Decimal(1000)
+
+
+def test_inverse_orders_are_valued_in_usd_by_risk() -> None:
+    from plugins_builtin.risk import RiskPlugin, RiskSettings
+    from tests.plugins_builtin.builders import proposed
+
+    plugin = RiskPlugin(RiskSettings(max_order_notional=Decimal(1000)))
+    order = replace(
+        proposed(qty="2000", symbol="BTCUSD"),
+        category=Category.INVERSE,
+        qty_unit=QtyUnit.CONTRACTS,
+        reference_price=Decimal(50_000),
+        price=None,
+    )
+    [reason] = plugin.om_check_order(order, signal(symbol="BTCUSD"), inverse())
+    assert reason.code == "MAX_ORDER_NOTIONAL" and reason.details["actual"] == "2000"
