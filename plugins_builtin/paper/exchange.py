@@ -31,7 +31,8 @@ Bybit does, with Bybit's error codes and the neutral reason codes (see
 :class:`~om_plugins.DuplicateClientOrderId`.
 
 For tests and demos: :meth:`PaperExchange.set_price` moves a price (and fills what it
-crosses), :attr:`create_calls` lists every ``place_order`` call, :attr:`orders` holds every
+crosses), :meth:`PaperExchange.fill` fills a resting order, :attr:`create_calls` lists every
+``place_order`` call, :attr:`orders` holds every
 accepted order, :meth:`fail_next_place` injects a failure into the next ``place_order`` and
 :meth:`reject_next_order` has the next order rejected after it was accepted.
 """
@@ -172,6 +173,20 @@ class PaperExchange(ExchangeAdapter):
             raise ValueError(f"price must be positive, got {price}")
         self._prices[symbol] = price
         self._match_resting(symbol)
+        await self._stream.flush()
+
+    async def fill(self, client_order_id: str, qty: Decimal | None = None) -> None:
+        """Fill ``qty`` (default: all that is left) of a resting limit order at its limit
+        price, as a maker — a counterparty arrived, whatever the price walk does."""
+        order = self.orders.get(client_order_id)
+        if order is None or not order.is_open or order.request.price is None:
+            raise KeyError(f"no resting limit order {client_order_id}")
+        wanted = order.remaining_qty if qty is None else min(qty, order.remaining_qty)
+        made = len(order.executions)
+        self._execute(
+            order, wanted, order.request.price, self.settings.maker_fee_rate, maker=True
+        )
+        self._stream.report(order, order.executions[made:])
         await self._stream.flush()
 
     def fail_next_place(self, exc: Exception, *, execute: bool) -> None:
