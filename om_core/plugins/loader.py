@@ -121,10 +121,18 @@ def _check_api_version(name: str, target: Any) -> None:
     except ValueError as exc:
         raise PluginLoadError(name, f"declares an unreadable om_api_version: {exc}") from exc
     if not matches:
+        hint = ""
+        if version_matches("1.0.0", str(wanted)):
+            # 2.0 changed only the exchange interface: decision-hook plugins still work.
+            hint = (
+                "; 2.0 changed only the exchange adapter interface, so a plugin with decision "
+                "hooks only can declare om_api_version = \">=1,<3\" (docs/plugins.md, "
+                "'Changes in 2.0')"
+            )
         raise PluginLoadError(
             name,
             f"requires plugin API {wanted}, this Order Manager provides "
-            f"{om_plugins.__api_version__}",
+            f"{om_plugins.__api_version__}{hint}",
         )
 
 

@@ -105,8 +105,8 @@ def test_om_plugins_list_shows_builtins_and_third_party(veto_dist: Path, tmp_pat
             "unknown hook(s) om_chek_signal",
         ),
         (
-            "class P:\n    om_api_version = '>=2,<3'\n",
-            "requires plugin API >=2,<3",
+            "class P:\n    om_api_version = '>=3,<4'\n",
+            "requires plugin API >=3,<4",
         ),
     ],
     ids=["import-error", "wrong-signature", "unknown-hook", "api-version"],
@@ -209,3 +209,20 @@ def test_invalid_plugin_settings_name_the_plugin_and_field(
     assert "plugin 'capped' setting max_qty (OM_PLUGIN_CAPPED_MAX_QTY)" in text
     assert "plugin 'capped' setting typo" in text
     assert len(info.value.problems) == 2
+
+
+def test_a_plugin_for_api_1_is_told_what_changed_in_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin_dist(
+        tmp_path,
+        monkeypatch,
+        dist="om-old",
+        entry_points={"old_risk": "om_old_plugin:P"},
+        modules={"om_old_plugin": "class P:\n    om_api_version = '>=1,<2'\n"},
+    )
+    with pytest.raises(PluginLoadError) as info:
+        load_plugins(["old_risk"])
+    message = str(info.value)
+    assert "requires plugin API >=1,<2, this Order Manager provides 2.0.0" in message
+    assert 'declare om_api_version = ">=1,<3"' in message

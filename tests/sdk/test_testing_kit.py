@@ -248,7 +248,7 @@ class Limits(BaseModel):
 
 class Capped:
     settings_model = Limits
-    om_api_version = ">=1,<2"
+    om_api_version = ">=2,<3"
 
     def __init__(self, settings: Limits) -> None:
         self.settings = settings
@@ -280,7 +280,7 @@ def test_registration_validates_like_the_engine(register_plugin: PluginRegistrar
             return None
 
     class Future:
-        om_api_version = ">=2,<3"
+        om_api_version = ">=3,<4"
 
         @hookimpl
         def om_check_signal(self, signal, context):  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from om_plugins import hookimpl
 
 __all__ = ["AuditLogPlugin", "AuditLogSettings"]
 
-om_api_version = ">=1,<2"
+om_api_version = ">=2,<3"
 
 _STOP = object()
 

@@ -29,7 +29,7 @@ from om_plugins.rounding import round_price
 
 __all__ = ["PostOnlyPlugin", "PostOnlySettings"]
 
-om_api_version = ">=1,<2"
+om_api_version = ">=2,<3"
 
 _BPS = Decimal(10_000)
 

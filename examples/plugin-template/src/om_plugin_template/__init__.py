@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from om_plugins import DecisionContext, Rejection, Signal, hookimpl
 
 #: The plugin API versions this plugin supports; the engine refuses to load it elsewhere.
-om_api_version = ">=1,<2"
+om_api_version = ">=2,<3"
 
 
 class TemplateSettings(BaseModel):

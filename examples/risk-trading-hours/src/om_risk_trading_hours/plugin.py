@@ -22,7 +22,7 @@ from om_plugins import DecisionContext, Position, Rejection, Signal, hookimpl
 
 __all__ = ["TradingHoursPlugin", "TradingHoursSettings", "realized_loss"]
 
-om_api_version = ">=1,<2"
+om_api_version = ">=2,<3"
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

@@ -39,7 +39,7 @@ from om_plugins.rounding import round_qty_down
 
 __all__ = ["VolatilitySizingPlugin", "VolatilitySizingSettings"]
 
-om_api_version = ">=1,<2"
+om_api_version = ">=2,<3"
 
 # Wide and exact: an intermediate result that would need rounding raises instead.
 _EXACT = decimal.Context(
