@@ -50,6 +50,9 @@ def upgrade() -> None:
     op.add_column(
         "fills", sa.Column("inferred", sa.Boolean(), nullable=False, server_default=sa.false())
     )
+    op.add_column(
+        "fills", sa.Column("sized", sa.Boolean(), nullable=False, server_default=sa.true())
+    )
     op.add_column("fills", sa.Column("contribution_id", BIG_ID, nullable=True))
     op.create_index("ix_fills_contribution_id", "fills", ["contribution_id"])
 
@@ -124,6 +127,7 @@ def downgrade() -> None:
     with op.batch_alter_table("fills") as batch:
         for name in (
             "contribution_id",
+            "sized",
             "inferred",
             "kind",
             "is_maker",

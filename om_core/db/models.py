@@ -177,6 +177,9 @@ class Fill(SQLModel, table=True):
     is_maker: bool | None = None
     kind: str = Field(default="trade", max_length=16)
     inferred: bool = False
+    #: Whether it moved its position's size: not when a reconciliation had already set the
+    #: position to the exchange's figures, which held it (its fee still counts).
+    sized: bool = True
     #: The position contribution it counts in; ``None`` while its position is not known.
     contribution_id: int | None = Field(
         default=None, sa_column=sa.Column(BigIntPK, nullable=True, index=True)

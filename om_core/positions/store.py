@@ -73,6 +73,10 @@ class TradeDelta:
             {c: -a for c, a in self.fees.items()},
         )
 
+    def fees_only(self) -> TradeDelta:
+        """Its fees alone: what a fill the position's reconciled size holds still adds."""
+        return TradeDelta(fees_settled=self.fees_settled, fees=dict(self.fees))
+
     @property
     def empty(self) -> bool:
         return not (self.qty or self.value or self.fees_settled or self.base_fee) and not any(

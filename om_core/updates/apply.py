@@ -379,10 +379,12 @@ class UpdateApplier:
         fill.fee += fees.get(fill.fee_currency, _ZERO)
         booked.add(delta)
         position = await self._position_row(session, order, rows)
-        if counts_for(position, fill.executed_at):
-            contribution_id = await self._contribute(session, order, delta, rows)
-            if contribution_id is not None and fill.contribution_id is None:
-                fill.contribution_id = contribution_id
+        if fill.qty == delta.qty:  # a new inferred fill, or one emptied and used again
+            fill.sized = counts_for(position, fill.executed_at)
+        applied = delta if fill.sized else delta.fees_only()
+        contribution_id = await self._contribute(session, order, applied, rows)
+        if contribution_id is not None and fill.contribution_id is None:
+            fill.contribution_id = contribution_id
         return delta, _fill_payload(fill, qty=delta.qty, price=price, fees=fees)
 
     # -- executions: one fill each ----------------------------------------------------------------
@@ -425,19 +427,19 @@ class UpdateApplier:
 
         await _leave_doubt(session, order, e.exchange_order_id)
         position = await self._position_row(session, order, rows)
-        # An execution the exchange's reconciled figures hold already moves nothing.
+        # An execution the exchange's reconciled figures hold already adds its fee only.
         real_counts = counts_for(position, e.executed_at)
         delta = TradeDelta()
-        if real_counts:
-            delta.add(real)
+        delta.add(real if real_counts else real.fees_only())
         replaced_in: int | None = None
         if not removed.empty:
             assert booked.inferred is not None
             replaced_in = booked.inferred.contribution_id
+            counted = removed if booked.inferred.sized else removed.fees_only()
             if replaced_in is None:
                 pass  # the inferred part never moved the position
             elif position is not None and position.contribution_id == replaced_in:
-                delta.add(removed.negated())
+                delta.add(counted.negated())
             else:
                 # The inferred fill counted in a contribution that is closed now (another
                 # order traded since, or reconciliation set the position): only what this
@@ -480,6 +482,7 @@ class UpdateApplier:
                 "is_maker": e.is_maker,
                 "kind": e.kind.value,
                 "inferred": False,
+                "sized": real_counts,
                 "contribution_id": contribution_id,
                 "executed_at": e.executed_at,
                 "created_at": now,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,11 @@ ORDERS = [
     ("SOLUSDT", "buy", "0.5", "100"),
     ("SOLUSDT", "buy", "0.3", "100"),
 ]
-T0 = 1_900_000_000_000
-QUIET = {"OM_SYNC_INTERVAL_SECONDS": "0", "OM_PREFETCH": "8"}
+#: An hour ago: the exchange reported these changes before the reference service below
+#: starts and reconciles (its startup reconciliation takes the exchange's positions as of
+#: then, which hold these fills already).
+T0 = int(time.time() * 1000) - 3_600_000
+QUIET = {"OM_SYNC_INTERVAL": "0", "OM_PREFETCH": "8"}
 
 
 def signal(n: int) -> dict[str, Any]:

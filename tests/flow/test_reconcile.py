@@ -149,7 +149,8 @@ async def test_fills_a_correction_holds_already_are_not_counted_again(
     urls: tuple[str, str],
 ) -> None:
     """Reconciliation set a position from the exchange's figures, and then the fill that
-    made them arrives late through the stream: it is booked, and moves the position no more."""
+    made them arrives late through the stream: it is booked, and moves the position's size
+    no more (its fee still counts)."""
     async with running(*urls, consume=False) as stack:
         service = stack.service
         await stack.paper.place_order(
@@ -176,4 +177,6 @@ async def test_fills_a_correction_holds_already_are_not_counted_again(
             [fill] = (await session.exec(select(Fill))).all()
         assert pos.size == Decimal("-0.50")
         assert order.is_external and order.status == "filled"
-        assert fill.qty == Decimal("0.50") and fill.contribution_id is None
+        assert fill.qty == Decimal("0.50") and not fill.sized
+        # Its fee is not in the exchange's position figures: that still counts.
+        assert pos.fees_paid == fill.fee_settled > 0
