@@ -9,7 +9,7 @@ group ``order_manager.plugins`` and enabled by name in ``OM_PLUGINS``::
     my_risk = "my_package.plugin:MyRiskPlugin"
 
 A plugin class may declare ``settings_model`` (a pydantic model); the engine validates the
-plugin's settings (``[plugins.<name>]``, ``OM_PLUGIN_<NAME>_<FIELD>``) at startup and passes
+plugin's settings (``[plugin.<name>]``, ``OM_PLUGIN_<NAME>_<FIELD>``) at startup and passes
 the instance to the constructor as ``settings``. A plugin declares the SDK versions it
 supports with ``om_api_version = ">=1,<2"`` on its class or module, checked against
 :data:`__api_version__` at startup.
@@ -46,10 +46,12 @@ from om_plugins.types import (
     Balance,
     Category,
     DecisionContext,
+    FeeRates,
     Instrument,
     OpenOrder,
     OrderType,
     OrderTypeDecision,
+    PnL,
     Position,
     ProposedOrder,
     QuantityDecision,
@@ -57,17 +59,30 @@ from om_plugins.types import (
     Side,
     Signal,
     TimeInForce,
+    TradingDay,
     TradingState,
 )
 
 #: Version of this SDK's public API (semver). Plugins may declare the range they support
 #: with a module- or class-level ``om_api_version = ">=1,<2"``.
-__api_version__ = "1.0.0"
+#:
+#: 1.1.0 adds, backwards-compatibly: ``DecisionContext.fees`` (:class:`FeeRates`),
+#: ``.leverage`` and ``.today`` (:class:`TradingDay`, :class:`PnL`); the optional adapter
+#: methods ``ExchangeAdapter.get_fee_rates`` and ``get_leverage``. A plugin written for 1.0
+#: keeps working; one that implements no hook at all is now refused at startup.
+__api_version__ = "1.1.0"
+
+#: Said when a plugin's ``om_api_version`` excludes this SDK.
+API_COMPATIBILITY = (
+    "plugin API 1.1 is backwards-compatible with 1.0: a plugin written for 1.x declares "
+    'om_api_version = ">=1,<2"'
+)
 
 #: Marks a plugin method as an implementation of a hook in :mod:`om_plugins.hookspecs`.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
+    "API_COMPATIBILITY",
     "Balance",
     "Category",
     "DecisionContext",
@@ -81,6 +96,7 @@ __all__ = [
     "ExchangePosition",
     "ExchangeRejected",
     "ExchangeUnavailable",
+    "FeeRates",
     "Instrument",
     "OpenOrder",
     "OrderRequest",
@@ -89,6 +105,7 @@ __all__ = [
     "OutcomeUnknown",
     "PlacedOrder",
     "PluginError",
+    "PnL",
     "Position",
     "ProposedOrder",
     "QuantityDecision",
@@ -96,6 +113,7 @@ __all__ = [
     "Side",
     "Signal",
     "TimeInForce",
+    "TradingDay",
     "TradingState",
     "__api_version__",
     "hookimpl",

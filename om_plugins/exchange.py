@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from om_plugins.types import Balance, Category, Instrument, OrderType, Side, TimeInForce
+from om_plugins.types import Balance, Category, FeeRates, Instrument, OrderType, Side, TimeInForce
 
 __all__ = [
     "ExchangeAdapter",
@@ -168,6 +168,19 @@ class ExchangeAdapter(abc.ABC):
         reconciliation then checks orders only.
         """
         raise NotImplementedError
+
+    async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates:
+        """The account's maker and taker fee rates for ``symbol`` (plugin API 1.1).
+
+        Optional: an adapter that does not know them raises ``NotImplementedError``, and
+        decision hooks see ``context.fees = None``. The engine caches the answer.
+        """
+        raise NotImplementedError
+
+    async def get_leverage(self, category: Category, symbol: str) -> Decimal | None:
+        """The leverage set for ``symbol`` (plugin API 1.1); ``None`` when the adapter does
+        not know it or the category has none (spot). The engine caches the answer."""
+        return None
 
 
 #: What ``om_register_exchanges`` registers: builds an adapter from the engine's context.

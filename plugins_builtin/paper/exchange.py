@@ -51,6 +51,7 @@ from om_plugins import (
     ExchangeOrder,
     ExchangePosition,
     ExchangeRejected,
+    FeeRates,
     Instrument,
     OrderRequest,
     OrderType,
@@ -201,6 +202,25 @@ class PaperExchange(ExchangeAdapter):
     @property
     def wallet_balance(self) -> Decimal:
         return self._ledger.wallet_balance
+
+    # -- account controls for tests, and the optional reads of plugin API 1.1 ---------------
+
+    def set_wallet_balance(self, amount: Decimal) -> None:
+        """Set the USDT wallet balance (available balance follows, less margin in use)."""
+        self._ledger.wallet_balance = amount
+
+    def set_position(self, symbol: str, size: Decimal, avg_entry_price: Decimal) -> None:
+        """Make the account hold ``size`` (signed) of ``symbol`` at ``avg_entry_price``."""
+        self._lookup(Category.LINEAR, symbol)
+        self._ledger.positions[symbol] = PaperPosition(size=size, cost=abs(size) * avg_entry_price)
+
+    async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates:
+        self._lookup(category, symbol)
+        return FeeRates(maker=self.settings.maker_fee_rate, taker=self.settings.taker_fee_rate)
+
+    async def get_leverage(self, category: Category, symbol: str) -> Decimal | None:
+        self._lookup(category, symbol)
+        return self.settings.leverage
 
     # -- ExchangeAdapter --------------------------------------------------------------------
 

@@ -205,7 +205,15 @@ def test_invalid_plugin_settings_name_the_plugin_and_field(
     )
     with pytest.raises(PluginLoadError) as info:
         load_plugins(["capped"], {"capped": {"max_qty": "lots", "typo": 1}}, env={})
-    text = str(info.value)
-    assert "plugin 'capped' setting max_qty (OM_PLUGIN_CAPPED_MAX_QTY)" in text
-    assert "plugin 'capped' setting typo" in text
-    assert len(info.value.problems) == 2
+    assert info.value.problems == [
+        "plugin 'capped': unknown setting 'typo' ([plugin.capped]); its settings: max_qty, "
+        "symbols",
+        "plugin 'capped' setting max_qty ([plugin.capped]): Input should be a valid decimal "
+        "(got 'lots')",
+    ]
+    with pytest.raises(PluginLoadError) as info:
+        load_plugins(["capped"], {}, env={"OM_PLUGIN_CAPPED_MAX_QTY": "lots"})
+    assert info.value.problems == [
+        "plugin 'capped' setting max_qty (OM_PLUGIN_CAPPED_MAX_QTY): Input should be a valid "
+        "decimal (got 'lots')"
+    ]
