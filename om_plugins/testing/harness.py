@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -417,6 +418,27 @@ class EngineHarness:
         )
         assert outcome is not None
         return outcome
+
+    def wait_until(
+        self, condition: Callable[[], object], *, timeout: float | None = None, what: str = ""
+    ) -> None:
+        """Wait until ``condition()`` is true, for what the engine does after a call returned
+        (events reach observers a moment later); fails after ``timeout`` seconds (default:
+        the harness's)."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {limit}s: {what or condition}")
+            time.sleep(0.005)
+
+    async def wait_until_async(self, condition: Callable[[], object], *, what: str = "") -> None:
+        """:meth:`wait_until` for ``async`` tests (within the harness's timeout)."""
+        deadline = time.monotonic() + self.timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {self.timeout}s: {what or condition}")
+            await asyncio.sleep(0.005)
 
     # -- market, account and state -----------------------------------------------------------
 
