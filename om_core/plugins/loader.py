@@ -40,6 +40,7 @@ __all__ = [
     "DiscoveredPlugin",
     "PluginLoadError",
     "discover",
+    "implemented_hooks",
     "import_plugin",
     "load_plugins",
     "new_plugin_manager",
@@ -179,6 +180,11 @@ def _hook_names() -> list[str]:
         for name, value in vars(hookspecs).items()
         if callable(value) and hasattr(value, f"{hookspecs.PROJECT_NAME}_spec")
     )
+
+
+def implemented_hooks(target: Any) -> list[str]:
+    """The ``om_*`` hooks a plugin (class, instance or module) marks with ``@hookimpl``."""
+    return sorted(_implemented_hooks(new_plugin_manager(), target))
 
 
 def _implemented_hooks(pm: pluggy.PluginManager, obj: object) -> list[str]:

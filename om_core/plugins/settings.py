@@ -125,8 +125,7 @@ def build_plugin_settings(
                 hint = did_you_mean(field, fields)
             known = ", ".join(fields) or "none"
             problems.append(
-                f"plugin {name!r}: unknown setting {field!r} ({where}){hint}; "
-                f"its settings: {known}"
+                f"plugin {name!r}: unknown setting {field!r} ({where}){hint}; its settings: {known}"
             )
             del values[field]
     try:

@@ -166,7 +166,7 @@ class EngineHarness:
     :param plugins: plugins to enable by entry-point name, like ``OM_PLUGINS``
         (``"builtin"`` = paper, risk, order_type, sizing); ``paper`` is added when missing.
     :param settings: plugin settings by plugin name, like the config file's
-        ``[plugins.<name>]`` tables, e.g. ``{"risk": {"max_order_notional": "5000"}}``.
+        ``[plugin.<name>]`` tables, e.g. ``{"risk": {"max_order_notional": "5000"}}``.
     :param env: extra variables: ``OM_PLUGIN_<NAME>_<FIELD>`` for plugin settings and
         ``OM_*`` service settings (e.g. ``OM_MAX_SIGNAL_AGE_SECONDS``). The process
         environment is *not* read, so a developer's shell cannot change a test.

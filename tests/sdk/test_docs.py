@@ -127,6 +127,6 @@ def test_every_relative_link_resolves() -> None:
 
 
 def test_api_version_is_documented() -> None:
-    assert om_plugins.__api_version__ == "1.0.0"
+    assert om_plugins.__api_version__ == "1.1.0"
     assert f'`"{om_plugins.__api_version__}"`' in TEXT
     assert 'om_api_version = ">=1,<2"' in TEXT
