@@ -134,11 +134,15 @@ def build_plugin_settings(
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "settings"
             top = str(err["loc"][0]) if err["loc"] else ""
-            where = origin.get(top, f"{prefix}{top.upper()}" if top else prefix)
-            shown = _shown(model, top or field, err.get("input"))
-            problems.append(
-                f"plugin {name!r} setting {field} ({where}): {err['msg']} (got {shown})"
+            where = origin.get(top) or (
+                f"{prefix}{top.upper()} or {where_file}" if top else where_file
             )
+            got = (
+                ""
+                if err["type"] == "missing"
+                else f" (got {_shown(model, top or field, err.get('input'))})"
+            )
+            problems.append(f"plugin {name!r} setting {field} ({where}): {err['msg']}{got}")
     if problems:
         raise PluginLoadError(name, "invalid settings", problems)
     return settings
