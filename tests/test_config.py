@@ -173,7 +173,7 @@ def test_unknown_keys_and_variables_are_errors_with_a_suggestion_all_at_once(
 
 def test_the_process_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OM_LOG_LEVLE", "DEBUG")
-    with pytest.raises(ConfigError, match="OM_LOG_LEVLE: .*did you mean 'OM_LOG_LEVEL'"):
+    with pytest.raises(ConfigError, match=r"OM_LOG_LEVLE: .*did you mean 'OM_LOG_LEVEL'"):
         load_settings()
 
 

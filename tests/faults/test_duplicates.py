@@ -50,7 +50,7 @@ ORDERS = [
     ("SOLUSDT", "buy", "0.3", "100"),
 ]
 T0 = 1_900_000_000_000
-QUIET = {"OM_SYNC_INTERVAL_SECONDS": "0", "OM_PREFETCH": "8"}
+QUIET = {"OM_SYNC_INTERVAL": "0", "OM_PREFETCH": "8"}
 
 
 def signal(n: int) -> dict[str, Any]:
