@@ -392,6 +392,7 @@ def _cmd_plugins_show(settings: Settings, args: argparse.Namespace) -> int:
         "table": f"[plugin.{name}]",
         "env_prefix": env_prefix_for(name, target),
         "settings": [doc.as_dict() for doc in docs],
+        "schema": model.model_json_schema() if model is not None else None,
         "problems": problems,
     }
     if args.json:

@@ -314,22 +314,30 @@ def _env_problems(
             reason = f"{key} names no installed plugin{hint} (enabled: {', '.join(names)})"
             owner = guess[0] if guess is not None else rest.split("_", 1)[0].lower()
         else:
-            # OM_<NAME>_* of an installed plugin that is not enabled (custom prefixes like
-            # the Bybit plugin's OM_BYBIT_ are only known once it is imported).
+            # OM_<NAME>_*: an installed plugin's name without PLUGIN_, or the custom prefix
+            # (like the Bybit plugin's OM_BYBIT_) of one that is not enabled — only known
+            # once a plugin is imported.
             owner = next(
                 (
                     name
                     for name in installed
-                    if name not in prefixes and key.startswith(f"OM_{name.upper()}_")
+                    if key.startswith(f"OM_{name.upper().replace('-', '_')}_")
                 ),
                 None,
             )
             if owner is None:
-                continue
-            reason = (
-                f"{key} looks like a setting of plugin {owner!r}, which is not enabled: add "
-                "it to OM_PLUGINS, or unset the variable"
-            )
+                continue  # load_settings reports the other unknown OM_* variables
+            if owner in prefixes:
+                rest = key[len(f"OM_{owner.upper().replace('-', '_')}_") :]
+                reason = (
+                    f"{key} is not read: plugin {owner!r} takes its settings from "
+                    f"{prefixes[owner]}<FIELD>; did you mean {prefixes[owner]}{rest}?"
+                )
+            else:
+                reason = (
+                    f"{key} looks like a setting of plugin {owner!r}, which is not enabled: "
+                    "add it to OM_PLUGINS, or unset the variable"
+                )
         errors.append(PluginLoadError(owner, reason, [f"plugin {owner!r}: {reason}"]))
     return errors
 

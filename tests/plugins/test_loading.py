@@ -297,6 +297,12 @@ def test_settings_for_a_plugin_that_is_not_enabled_are_an_error(
         "not enabled: add it to OM_PLUGINS, or unset the variable",
     ]
     assert info.value.plugins == ["quant_risk", "bybit"]
+    with pytest.raises(PluginLoadError) as info:
+        load_plugins(["risk"], env={"OM_RISK_MAX_ORDER_NOTIONAL": "1"})  # PLUGIN_ forgotten
+    assert info.value.problems == [
+        "plugin 'risk': OM_RISK_MAX_ORDER_NOTIONAL is not read: plugin 'risk' takes its "
+        "settings from OM_PLUGIN_RISK_<FIELD>; did you mean OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL?"
+    ]
 
 
 def test_invalid_json_in_a_structured_setting_is_an_error(

@@ -109,6 +109,7 @@ def test_plugins_show_masks_secrets_and_speaks_json(tmp_path: Path) -> None:
     assert "s3cr3t-value-x" not in result.stdout
     info = json.loads(result.stdout)
     assert (info["name"], info["enabled"], info["env_prefix"]) == ("bybit", True, "OM_BYBIT_")
+    assert info["schema"]["properties"]["env"]["default"] == "testnet"  # the JSON schema
     secret = next(s for s in info["settings"] if s["name"] == "api_secret")
     assert (secret["secret"], secret["value"], secret["source"]) == (
         True,
