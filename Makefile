@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both create .venv and install
-# exactly the versions in constraints.txt first.
+# exactly the versions in constraints.txt first. The editable install is in "compat" mode (a
+# path in a .pth file): mypy, checking a plugin package against om_plugins, cannot follow
+# setuptools' default editable finder.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +11,8 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		--config-settings editable_mode=compat -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -73,13 +73,44 @@ def _parser() -> argparse.ArgumentParser:
     plist = plugins_sub.add_parser("list", help="every discovered plugin")
     plist.add_argument("--hooks", action="store_true", help="show hooks in call order")
     plist.set_defaults(func=_cmd_plugins_list)
+    pshow = plugins_sub.add_parser(
+        "show",
+        help="a plugin's settings: schema, defaults and the values in effect",
+        description=(
+            "Prints every setting of the plugin with its type, default, variable and the "
+            "value the configuration gives it (secrets masked), and where the value comes "
+            "from. Exits 2 when the plugin is not installed or its settings are invalid."
+        ),
+    )
+    pshow.add_argument("name", help="the plugin's name (its entry point)")
+    pshow.add_argument("--json", action="store_true", help="one JSON object")
+    pshow.set_defaults(func=_cmd_plugins_show)
+    pnew = plugins_sub.add_parser(
+        "new",
+        help="create a plugin package to start from (tests included, passing)",
+        description=(
+            "Writes an installable package for plugin NAME — settings model, the chosen "
+            "hooks, unit tests, a test through the engine, py.typed, a test extra — into "
+            "./om-NAME (or --dir). Install it with pip install -e '.[test]' and run "
+            "python -m pytest in it."
+        ),
+    )
+    pnew.add_argument("name", help="the plugin's name, e.g. quant_risk (lower case, _)")
+    pnew.add_argument(
+        "--hooks",
+        default="check_signal",
+        help="comma-separated: check_signal, select_order_type, calculate_quantity, "
+        "check_order, order_event (default: check_signal)",
+    )
+    pnew.add_argument("--dir", help="where to write it (default: ./om-NAME)")
+    pnew.set_defaults(func=_cmd_plugins_new)
 
     replay = sub.add_parser(
         "replay",
         help="feed recorded signals (JSON Lines) through the enabled plugins",
         description=(
             "Each line of FILE is one signal. By default the signals run through a fresh "
-            "in-memory engine on the paper exchange (prices from [plugins.paper]); with "
+            "in-memory engine on the paper exchange (prices from [plugin.paper]); with "
             "--preview they are judged against the configured exchange and database, and "
             "nothing is sent. created_at is ignored unless --keep-created-at."
         ),
@@ -197,11 +228,10 @@ async def _run(settings: Settings, *, with_gateway: bool = False) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await service.start()
-    except (StartupError, PluginError) as exc:
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+    except (StartupError, PluginError, ConfigError) as exc:
+        _print_problems(settings, exc)
         await service.stop()
-        return 1
+        return _exit_code(exc)
     gateway = None
     if with_gateway:
         from om_core.stream_gateway import create_gateway
@@ -209,9 +239,9 @@ async def _run(settings: Settings, *, with_gateway: bool = False) -> int:
         try:
             gateway = create_gateway(service.hooks, settings.exchange, service.bus)
         except PluginError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            _print_problems(settings, exc)
             await service.stop()
-            return 1
+            return _exit_code(exc)
         await gateway.start()
     server_task = None
     server = None
@@ -258,8 +288,8 @@ async def _ws_gateway(settings: Settings) -> int:
     try:
         await run_gateway(settings, bus, stop=stop)
     except PluginError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        _print_problems(settings, exc)
+        return _exit_code(exc)
     finally:
         await bus.close()
     return 0
@@ -328,9 +358,110 @@ def _cmd_plugins_list(settings: Settings, args: argparse.Namespace) -> int:
             if impls:
                 print(f"  {caller.name}: {' → '.join(impls)}")
     if error is not None:
-        for line in error.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 1
+        _print_problems(settings, error)
+        return 2
+    return 0
+
+
+def _cmd_plugins_show(settings: Settings, args: argparse.Namespace) -> int:
+    from om_core.plugins import PluginLoadError, discover
+    from om_core.plugins.introspect import setting_docs
+    from om_core.plugins.loader import implemented_hooks, import_plugin
+    from om_core.plugins.settings import build_plugin_settings, env_prefix_for
+
+    name = args.name
+    try:
+        target = import_plugin(name)
+    except PluginLoadError as exc:
+        _print_problems(settings, exc)
+        return 2
+    found = next((p for p in discover() if p.name == name), None)
+    model = getattr(target, "settings_model", None)
+    table = settings.plugin_config.get(name, {})
+    problems: list[str] = []
+    validated = None
+    if model is not None:
+        try:
+            validated = build_plugin_settings(name, target, model, table, os.environ)
+        except PluginLoadError as exc:
+            problems = exc.problems
+    docs = (
+        setting_docs(name, target, model, settings=validated, table=table, env=os.environ)
+        if model is not None
+        else []
+    )
+    info = {
+        "name": name,
+        "enabled": name in settings.plugins,
+        "distribution": found.distribution if found else "?",
+        "version": found.version if found else "?",
+        "target": found.target if found else "?",
+        "hooks": implemented_hooks(target),
+        "table": f"[plugin.{name}]",
+        "env_prefix": env_prefix_for(name, target),
+        "settings": [doc.as_dict() for doc in docs],
+        "schema": model.model_json_schema() if model is not None else None,
+        "problems": problems,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+    else:
+        print(_format_show(info, has_model=model is not None))
+    if problems:
+        _print_problems(settings, PluginLoadError(name, "invalid settings", problems))
+        return 2
+    return 0
+
+
+def _format_show(info: dict[str, Any], *, has_model: bool) -> str:
+    import textwrap
+
+    state = "enabled" if info["enabled"] else "not enabled (add it to OM_PLUGINS)"
+    lines = [
+        f"plugin {info['name']}: {state}",
+        f"  package   {info['distribution']} {info['version']} ({info['target']})",
+        f"  hooks     {', '.join(info['hooks']) or 'none'}",
+    ]
+    if not has_model:
+        lines.append("  settings  none")
+        return "\n".join(lines)
+    lines.append(
+        f"  settings  {info['table']} in the config file, or {info['env_prefix']}<SETTING>"
+    )
+    for item in info["settings"]:
+        lines += ["", f"{item['name']}: {item['type']}"]
+        if item["description"]:
+            lines += textwrap.wrap(
+                item["description"], 92, initial_indent="    ", subsequent_indent="    "
+            )
+        lines.append(f"    default   {item['default']}")
+        if item["value"] is not None:
+            lines.append(f"    value     {item['value']}  (from {item['source']})")
+        elif info["problems"]:
+            lines.append("    value     (the settings are invalid, see below)")
+        lines.append(f"    variable  {item['env']}")
+    return "\n".join(lines)
+
+
+def _cmd_plugins_new(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from om_core.scaffold import ScaffoldError, render, write
+
+    try:
+        scaffold = render(args.name, args.hooks.split(","))
+        directory = Path(args.dir) if args.dir else Path.cwd() / scaffold.distribution
+        write(scaffold, directory)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    hooks = ", ".join(f"om_{h}" for h in scaffold.hooks)
+    print(f"created {directory} — plugin {scaffold.name!r} ({hooks})")
+    print("next:")
+    print(f"  cd {directory}")
+    print('  pip install -e ".[test]"     # into the environment Order Manager runs in')
+    print("  python -m pytest             # its tests pass as generated")
+    print(f"  OM_PLUGINS=builtin,{scaffold.name} om plugins show {scaffold.name}")
     return 0
 
 
@@ -342,9 +473,24 @@ def _print_problems(settings: Settings, exc: BaseException) -> None:
     from om_core.plugins import PluginLoadError
 
     scrub = SecretFilter(_secrets(settings)).scrub
-    lines = exc.problems if isinstance(exc, PluginLoadError) else str(exc).splitlines()
+    if isinstance(exc, PluginLoadError | ConfigError):
+        lines = exc.problems
+    else:
+        lines = str(exc).splitlines()
     for line in lines or [type(exc).__name__]:
         print(f"error: {scrub(line)}", file=sys.stderr)
+
+
+def _exit_code(exc: BaseException) -> int:
+    """2 for anything the configuration or a plugin can fix; 1 for the rest (a database
+    that is not migrated or unreachable, …)."""
+    from om_core.service import StartupConfigError
+    from om_core.tools.preview import PreviewSetupError
+    from om_plugins.errors import PluginError
+
+    if isinstance(exc, ConfigError | PluginError | StartupConfigError | PreviewSetupError):
+        return 2
+    return 1
 
 
 def _tool_errors() -> tuple[type[Exception], ...]:
@@ -353,7 +499,7 @@ def _tool_errors() -> tuple[type[Exception], ...]:
     from om_core.tools.preview import PreviewSetupError
     from om_plugins.errors import PluginError
 
-    return (PluginError, StartupError, PreviewSetupError)
+    return (PluginError, StartupError, PreviewSetupError, ConfigError)
 
 
 def _plugin_names(raw: str | None) -> list[str] | None:
@@ -409,7 +555,7 @@ def _cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(run())
     except _tool_errors() as exc:
         _print_problems(settings, exc)
-        return 1
+        return _exit_code(exc)
     finally:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -438,7 +584,7 @@ def _cmd_order_preview(settings: Settings, args: argparse.Namespace) -> int:
         result = asyncio.run(run())
     except _tool_errors() as exc:
         _print_problems(settings, exc)
-        return 1
+        return _exit_code(exc)
     finally:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)

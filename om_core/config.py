@@ -1,15 +1,24 @@
 """Service settings: ``OM_*`` environment variables, optionally a TOML file.
 
 Precedence, highest first: environment, the TOML file (``--config`` / ``OM_CONFIG_FILE``),
-defaults. Plugin settings live in the file's ``[plugins.<name>]`` tables and in
-``OM_PLUGIN_<NAME>_<FIELD>`` variables; they are validated by :mod:`om_core.plugins`.
+defaults. The file holds the service settings as top-level keys, the enabled plugins as
+``plugins = ["builtin", "my_risk"]`` and each plugin's settings in a ``[plugin.<name>]``
+table; plugin settings also come from ``OM_PLUGIN_<NAME>_<FIELD>`` variables and are
+validated by :mod:`om_core.plugins` when the plugins load.
+
+Mistakes are refused, never ignored: an unknown key in the file or an unknown ``OM_*``
+variable is an error (with "did you mean …" for a near miss), and every problem is reported
+at once, one line each.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,17 +32,35 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from om_core.suggest import did_you_mean
+
 __all__ = [
     "BUILTIN_PLUGINS",
+    "RESERVED_ENV",
     "ApiKey",
     "ConfigError",
     "Settings",
+    "env_name",
     "load_settings",
     "mask_url",
+    "service_env_names",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The token ``builtin`` in ``OM_PLUGINS`` expands to these, in this order.
 BUILTIN_PLUGINS = ("paper", "risk", "order_type", "sizing", "bybit")
+
+#: ``OM_*`` variables read by the process that are not service settings: the config file's
+#: path, the fault-injection switch of the kill tests, and the test suite's own.
+RESERVED_ENV = frozenset({"OM_CONFIG_FILE", "OM_FAULT_KILL_AT", "OM_REQUIRE_SERVICES"})
+_RESERVED_PREFIXES = ("OM_TEST_",)
+#: Plugin settings; checked when the plugins load, where their names and prefixes are known.
+PLUGIN_ENV_PREFIX = "OM_PLUGIN_"
+#: Fields of :class:`Settings` that are filled by the loader, not by the user.
+_INTERNAL_FIELDS = frozenset({"config_file", "plugin_config"})
+#: Plugin entry-point group (also in :mod:`om_core.plugins.loader`, which imports more).
+_ENTRY_POINT_GROUP = "order_manager.plugins"
 
 
 class ConfigError(Exception):
@@ -102,6 +129,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     trace_plugins: bool = False
+    #: A decision hook (or an event observer) that takes longer than this is logged as a
+    #: WARNING naming plugin, hook and duration; every call is in the
+    #: ``om_plugin_hook_duration_seconds`` histogram.
+    hook_budget_ms: float = Field(default=20.0, gt=0)
+    #: When the trading day starts, as a UTC time of day: ``context.today`` counts realized
+    #: PnL and fees from the last such moment.
+    trading_day_start: time = time(0, 0)
 
     #: Signals older than this (by ``created_at`` or first receipt) are rejected as stale.
     max_signal_age_seconds: float = Field(default=60.0, gt=0)
@@ -131,8 +165,16 @@ class Settings(BaseSettings):
     position_snapshot_interval: float = Field(default=300.0, ge=0)
 
     config_file: Path | None = None
-    #: Raw ``[plugins.<name>]`` tables from the config file, validated per plugin later.
+    #: Raw ``[plugin.<name>]`` tables from the config file, validated per plugin later.
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("trading_day_start")
+    @classmethod
+    def _utc_time_of_day(cls, value: time) -> time:
+        offset = value.utcoffset()
+        if offset is not None and offset.total_seconds() != 0:
+            raise ValueError("give the time of day in UTC, without an offset (e.g. 22:00)")
+        return value.replace(tzinfo=None)
 
     @field_validator("plugins", mode="before")
     @classmethod
@@ -191,6 +233,8 @@ class Settings(BaseSettings):
             "api": f"http://{self.api_host}:{self.api_port}" if self.api_enabled else "disabled",
             "api_keys": [f"*** ({k.scope})" for k in self.api_keys],
             "log_level": self.log_level,
+            "hook_budget_ms": self.hook_budget_ms,
+            "trading_day_start": self.trading_day_start.isoformat(timespec="minutes"),
         }
 
 
@@ -227,14 +271,117 @@ def _mask_value(field: str, value: Any) -> str:
     return repr(value)
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "OM_") -> list[str]:
+def env_name(field: str) -> str:
+    """The environment variable of a service setting: ``api_port`` → ``OM_API_PORT``."""
+    return f"OM_{field.upper()}"
+
+
+def _public_fields() -> list[str]:
+    return [name for name in Settings.model_fields if name not in _INTERNAL_FIELDS]
+
+
+def service_env_names() -> frozenset[str]:
+    """Every ``OM_*`` variable that is a service setting."""
+    return frozenset(env_name(name) for name in _public_fields())
+
+
+def format_validation_error(
+    exc: ValidationError,
+    prefix: str = "OM_",
+    *,
+    file_keys: Iterable[str] = (),
+    path: str | Path | None = None,
+) -> list[str]:
+    """One line per problem, naming the variable (or the config file's key) it came from."""
+    from_file = set(file_keys)
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         shown = _mask_value(field.lower(), err.get("input"))
-        env_name = prefix + str(err["loc"][0]).upper() if err["loc"] else prefix
-        lines.append(f"{env_name}: {err['msg']} (got {shown})")
+        top = str(err["loc"][0]) if err["loc"] else ""
+        if top in from_file and path is not None:
+            where = f"config file {path}: {field}"
+        else:
+            where = prefix + top.upper() if top else prefix
+        lines.append(f"{where}: {err['msg']} (got {shown})")
     return lines
+
+
+def installed_plugin_names() -> list[str]:
+    """Names of the installed plugins (entry points), without importing any of them."""
+    return sorted({ep.name for ep in importlib.metadata.entry_points(group=_ENTRY_POINT_GROUP)})
+
+
+def unknown_env_problems(environ: Mapping[str, str], plugin_names: Iterable[str]) -> list[str]:
+    """``OM_*`` variables that are no service setting.
+
+    ``OM_PLUGIN_*`` variables, and ``OM_<PLUGIN>_*`` ones of an installed plugin (the Bybit
+    plugin reads ``OM_BYBIT_*``), are left to the plugin loader, which knows the enabled
+    plugins and their prefixes.
+    """
+    known = service_env_names()
+    plugin_prefixes = tuple(f"OM_{name.upper().replace('-', '_')}_" for name in plugin_names)
+    problems = []
+    for key in sorted(environ):
+        if (
+            not key.startswith("OM_")
+            or key in known
+            or key in RESERVED_ENV
+            or key.startswith((*_RESERVED_PREFIXES, PLUGIN_ENV_PREFIX))
+            or key.startswith(plugin_prefixes)
+        ):
+            continue
+        problems.append(
+            f"{key}: not a setting of Order Manager{did_you_mean(key, known)} "
+            "(service settings: see the README; plugin settings: OM_PLUGIN_<NAME>_<FIELD>)"
+        )
+    return problems
+
+
+def _read_file(path: str | Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"config file {path}: {exc.strerror or exc}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"config file {path}: not valid TOML: {exc}"]) from exc
+
+
+def _split_file(
+    path: str | Path, data: dict[str, Any], problems: list[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The file's service settings (``plugins`` included) and its plugin tables.
+
+    ``[plugin.<name>]`` tables hold plugin settings. The older ``[plugins.<name>]`` tables
+    are still read when ``plugins`` is nothing but tables — then it cannot be the enabled
+    list — and no ``[plugin]`` table exists.
+    """
+    values = dict(data)
+    tables: Any = values.pop("plugin", None)
+    enabled = values.get("plugins")
+    if isinstance(enabled, dict):
+        del values["plugins"]
+        if tables is not None:
+            problems.append(
+                f"config file {path}: both [plugins.<name>] and [plugin.<name>] tables; "
+                "move the settings to [plugin.<name>] and list the enabled plugins as "
+                'plugins = ["builtin", …]'
+            )
+        else:
+            log.warning(
+                "config file %s: [plugins.<name>] tables are deprecated; name them "
+                '[plugin.<name>] and list the enabled plugins as plugins = ["builtin", …]',
+                path,
+            )
+            tables = enabled
+    if tables is None:
+        return values, {}
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        problems.append(
+            f"config file {path}: [plugin] must hold one table per plugin, [plugin.<name>]"
+        )
+        return values, {}
+    return values, tables
 
 
 def load_settings(
@@ -242,35 +389,42 @@ def load_settings(
 ) -> Settings:
     """Build settings from the environment and an optional TOML file.
 
-    Raises :class:`ConfigError` with one line per problem.
+    Raises :class:`ConfigError` with one line per problem — every problem at once: unknown
+    keys in the file, unknown ``OM_*`` variables and invalid values.
     """
     environ = os.environ if env is None else env
     path = config_file or environ.get("OM_CONFIG_FILE")
+    problems: list[str] = []
     file_values: dict[str, Any] = {}
+    tables: dict[str, dict[str, Any]] = {}
     if path:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError([f"config file {path}: {exc.strerror or exc}"]) from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"config file {path}: {exc}"]) from exc
-        plugin_tables = data.pop("plugins", {})
-        if not isinstance(plugin_tables, dict):
-            raise ConfigError([f"config file {path}: [plugins] must be a table of tables"])
-        file_values = {k: v for k, v in data.items() if f"OM_{k.upper()}" not in environ}
-        file_values["plugin_config"] = plugin_tables
-        file_values["config_file"] = Path(path)
+        data, tables = _split_file(path, _read_file(path), problems)
+        fields = _public_fields()
+        for key in data:
+            if key not in fields:
+                problems.append(
+                    f"config file {path}: unknown key {key!r}"
+                    f"{did_you_mean(key, [*fields, 'plugin'])}"
+                )
+        file_values = {k: v for k, v in data.items() if k in fields and env_name(k) not in environ}
+    problems += unknown_env_problems(environ, installed_plugin_names())
+    values = dict(file_values)
+    values["plugin_config"] = tables
+    if path:
+        values["config_file"] = Path(path)
     try:
         if env is None:
-            return Settings(**file_values)
-        # An explicit env mapping (tests, tools) replaces os.environ entirely.
-        values = {
-            key[3:].lower(): value
-            for key, value in environ.items()
-            if key.startswith("OM_") and not key.startswith("OM_PLUGIN_")
-        }
-        values.pop("config_file", None)
-        values.pop("require_services", None)
-        return _ExplicitSettings(**{**file_values, **values})
+            settings: Settings = Settings(**values)
+        else:
+            # An explicit env mapping (tests, tools) replaces os.environ entirely.
+            explicit = {
+                key[3:].lower(): value
+                for key, value in environ.items()
+                if key.startswith("OM_") and key in service_env_names()
+            }
+            settings = _ExplicitSettings(**{**values, **explicit})
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
+        problems += format_validation_error(exc, file_keys=file_values, path=path)
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -43,6 +44,7 @@ __all__ = [
     "StateGauges",
     "count_exchange_request",
     "count_signal",
+    "observe_hook",
     "observe_placement_latency",
     "render",
     "set_exchange_pause",
@@ -141,6 +143,36 @@ SOURCE_UP = Gauge(
 def set_exchange_pause(reason: str, until: float) -> None:
     """Trading waits for the exchange until ``until`` (Unix seconds; 0: not any more)."""
     EXCHANGE_PAUSED_UNTIL.labels(reason=reason).set(until)
+
+
+HOOK_DURATION = Histogram(
+    "om_plugin_hook_duration_seconds",
+    "Duration of each plugin hook call (decision hooks and event observers), by plugin and hook.",
+    ["plugin", "hook"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+HOOK_OVER_BUDGET = Counter(
+    "om_plugin_hook_over_budget",
+    "Plugin hook calls that took longer than OM_HOOK_BUDGET_MS, by plugin and hook.",
+    ["plugin", "hook"],
+    registry=REGISTRY,
+)
+_hook_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def observe_hook(plugin: str, hook: str, seconds: float, *, over_budget: bool) -> None:
+    """One call of ``plugin``'s ``hook`` took ``seconds`` (called from any thread)."""
+    series = _hook_series.get((plugin, hook))
+    if series is None:
+        series = (
+            HOOK_DURATION.labels(plugin=plugin, hook=hook),
+            HOOK_OVER_BUDGET.labels(plugin=plugin, hook=hook),
+        )
+        _hook_series[(plugin, hook)] = series
+    series[0].observe(seconds)
+    if over_budget:
+        series[1].inc()
 
 
 def count_signal(outcome: str) -> None:

@@ -37,13 +37,27 @@ from om_core.updates.subscriber import EventSubscriber
 from om_plugins.exchange import ExchangeAdapter, ExchangeContext
 from om_plugins.reports import Report, encode_reports
 
-__all__ = ["Service", "StartupError"]
+__all__ = ["Service", "StartupConfigError", "StartupError"]
 
 log = logging.getLogger("om_core.service")
 
 
 class StartupError(Exception):
     """The service cannot start; the message says why and what to do."""
+
+
+class StartupConfigError(StartupError):
+    """The service cannot start because of its configuration (``om`` exits 2)."""
+
+
+def exchange_not_provided(exchange: str, available: list[str]) -> str:
+    from om_core.suggest import did_you_mean
+
+    known = ", ".join(sorted(available)) or "none"
+    return (
+        f"OM_EXCHANGE={exchange!r} is not provided by any enabled plugin"
+        f"{did_you_mean(exchange, available)} (available: {known})"
+    )
 
 
 class Service:
@@ -88,14 +102,12 @@ class Service:
         s = self.settings
         if self._plugins is None:
             self._plugins = load_plugins(s.plugins, s.plugin_config, self._env)
-        self.hooks = PluginHooks(self._plugins.pm, trace=s.trace_plugins)
+        self.hooks = PluginHooks(
+            self._plugins.pm, trace=s.trace_plugins, budget_ms=s.hook_budget_ms
+        )
         factories = self.hooks.exchange_factories()
         if s.exchange not in factories:
-            known = ", ".join(sorted(factories)) or "none"
-            raise StartupError(
-                f"OM_EXCHANGE={s.exchange!r} is not provided by any enabled plugin "
-                f"(available: {known})"
-            )
+            raise StartupConfigError(exchange_not_provided(s.exchange, list(factories)))
 
         self.db = create_engine(s.database_url)
         if s.auto_migrate:
@@ -124,7 +136,7 @@ class Service:
         self.relay = OutboxRelay(self.sessions, self.bus, self.hooks, in_flight=s.outbox_in_flight)
         self.relay.start()
         max_age = timedelta(seconds=s.max_signal_age_seconds)
-        context = ContextBuilder(self.exchange, self.instruments)
+        context = ContextBuilder(self.exchange, self.instruments, day_start=s.trading_day_start)
         self.executor = OrderExecutor(
             self.sessions,
             self.exchange,
@@ -237,6 +249,8 @@ class Service:
                 await self.relay.publish_pending()
             except Exception:
                 log.exception("could not flush the outbox at shutdown; it is kept for later")
+        if hasattr(self, "processor"):
+            self.processor.close()
         if hasattr(self, "hooks"):
             await self.hooks.shutdown()
         if hasattr(self, "exchange"):

@@ -9,7 +9,7 @@ group ``order_manager.plugins`` and enabled by name in ``OM_PLUGINS``::
     my_risk = "my_package.plugin:MyRiskPlugin"
 
 A plugin class may declare ``settings_model`` (a pydantic model); the engine validates the
-plugin's settings (``[plugins.<name>]``, ``OM_PLUGIN_<NAME>_<FIELD>``) at startup and passes
+plugin's settings (``[plugin.<name>]``, ``OM_PLUGIN_<NAME>_<FIELD>``) at startup and passes
 the instance to the constructor as ``settings``. A plugin declares the SDK versions it
 supports with ``om_api_version = ">=1,<2"`` on its class or module, checked against
 :data:`__api_version__` at startup.
@@ -65,6 +65,7 @@ from om_plugins.types import (
     OrderStatus,
     OrderType,
     OrderTypeDecision,
+    PnL,
     Position,
     PositionMode,
     ProposedOrder,
@@ -74,17 +75,32 @@ from om_plugins.types import (
     Side,
     Signal,
     TimeInForce,
+    TradingDay,
     TradingState,
 )
 
 #: Version of this SDK's public API (semver). Plugins may declare the range they support
 #: with a module- or class-level ``om_api_version = ">=1,<2"``.
+#:
+#: 2.0.0 made the exchange boundary neutral (:mod:`om_plugins.reports`; adapters return
+#: ``OrderReport``/``PositionReport`` and decode their own stream) and added, backwards-
+#: compatibly for decision hooks: ``DecisionContext.fees`` (:class:`FeeRates`), ``.leverage``,
+#: ``.today`` (:class:`TradingDay`, :class:`PnL`), ``.position_mode``; ``Instrument.qty_unit``,
+#: ``contract_size``, ``settle_coin``. A plugin that implements no hook at all is refused.
 __api_version__ = "2.0.0"
+
+#: Said when a plugin's ``om_api_version`` excludes this SDK.
+API_COMPATIBILITY = (
+    "plugin API 2.0 changed only the exchange adapter interface: a plugin with decision "
+    'hooks only, written for 1.x, declares om_api_version = ">=1,<3" (docs/plugins.md, '
+    "'Changes in 2.0')"
+)
 
 #: Marks a plugin method as an implementation of a hook in :mod:`om_plugins.hookspecs`.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
+    "API_COMPATIBILITY",
     "Balance",
     "Category",
     "DecisionContext",
@@ -113,6 +129,7 @@ __all__ = [
     "OutcomeUnknown",
     "PlacedOrder",
     "PluginError",
+    "PnL",
     "Position",
     "PositionMode",
     "PositionReport",
@@ -128,6 +145,7 @@ __all__ = [
     "StreamGateway",
     "StreamGatewayFactory",
     "TimeInForce",
+    "TradingDay",
     "TradingState",
     "__api_version__",
     "hookimpl",

@@ -9,6 +9,31 @@ Every decision hook is **synchronous and pure**: it receives a snapshot the engi
 engine may call it again with the same arguments for previews and replays. Async work lives in
 exchange adapters and in the lifecycle hooks' returned awaitables.
 
+The engine calls decision hooks in a worker thread, off its event loop, and may call them for
+different symbols from two threads at once — harmless for a pure function. Each call is timed
+against ``OM_HOOK_BUDGET_MS`` (default 20 ms): a slower one is logged as a WARNING naming
+plugin, hook and duration, and every call lands in the ``om_plugin_hook_duration_seconds``
+histogram.
+
+What a decision hook finds in ``context`` (:class:`~om_plugins.types.DecisionContext`):
+
+* ``now`` (UTC), ``trading_state``, ``reference_price`` and ``prices`` by symbol;
+* ``instrument`` — the exchange's rules: ``tick_size``, ``qty_step``, ``min_qty``,
+  ``max_qty``, ``max_market_qty`` (market orders), ``min_notional`` (qty × price), the
+  ``base_coin``/``quote_coin``; with plugin API 2.0 also
+  ``qty_unit`` (``QtyUnit.BASE``: quantities in the base coin, linear and spot;
+  ``QtyUnit.CONTRACTS``: in contracts, inverse), ``contract_size`` (the contract multiplier:
+  1 for linear and spot, for inverse the quote-coin value of one contract), ``settle_coin``,
+  and ``notional(qty, price)`` / ``qty_for_notional(notional, price)``, which apply them;
+* ``position`` (the symbol's), ``positions`` (every open one), ``open_orders`` (the
+  symbol's), ``recent_order_count`` (last 60 s) and ``balance``;
+* ``fees`` — the account's ``maker``/``taker`` rates (:class:`~om_plugins.types.FeeRates`),
+  ``None`` when the exchange adapter does not report them (plugin API 2.0);
+* ``leverage`` — set on the exchange for the symbol, ``None`` when unknown (plugin API 2.0);
+* ``today`` — realized PnL and fees of the current trading day
+  (:class:`~om_plugins.types.TradingDay`: ``total``, ``by_symbol``, ``start``, ``end``; the day
+  starts at ``OM_TRADING_DAY_START``, UTC midnight by default) (plugin API 2.0).
+
 Default implementations in ``plugins_builtin`` are marked ``trylast``, so any third-party
 implementation runs first and, for ``firstresult`` hooks, wins by returning a value.
 """
@@ -105,11 +130,16 @@ def om_check_signal(
     plugin's name.
 
     Use it for rules that do not depend on size: allowed symbols, signal age, strength,
-    trading state, order rate.
+    trading state, order rate, trading hours (``context.now``), a daily loss limit
+    (``context.today.total.net``).
+
+    Return anything else (``True``, a string, a decision) and the signal is rejected with
+    ``PLUGIN_ERROR`` naming your plugin, the hook and what it returned.
 
     :param signal: the validated signal.
-    :param context: the engine's snapshot of instrument, prices, position, orders, balance
-        and trading state for the signal's symbol.
+    :param context: the engine's snapshot of instrument, prices, position, orders, balance,
+        trading state, fee rates, leverage and today's PnL for the signal's symbol (see the
+        module documentation).
     """
 
 
@@ -119,7 +149,9 @@ def om_select_order_type(signal: Signal, context: DecisionContext) -> OrderTypeD
 
     Call rule: **first non-None result wins**; plugins are called in reverse registration
     order, built-in defaults last. Return ``None`` to let the next plugin decide.
-    A limit price must already be rounded to ``context.instrument.tick_size``.
+    A limit price must already be rounded to ``context.instrument.tick_size``
+    (:func:`om_plugins.rounding.round_price`); a price off the grid rejects the signal as
+    ``INVALID_DECISION`` attributed to your plugin.
     """
 
 
@@ -127,15 +159,31 @@ def om_select_order_type(signal: Signal, context: DecisionContext) -> OrderTypeD
 def om_calculate_quantity(
     signal: Signal, context: DecisionContext, order_type: OrderTypeDecision
 ) -> QuantityDecision | Rejection | None:
-    """Compute the base-asset quantity of the order.
+    """Compute the quantity of the order.
 
     Call rule: **first non-None result wins**. Return a
-    :class:`~om_plugins.types.QuantityDecision` already rounded to the instrument's
-    ``qty_step``, a :class:`~om_plugins.types.Rejection` when no valid quantity exists
-    (e.g. below the minimum), or ``None`` to let the next plugin decide.
+    :class:`~om_plugins.types.QuantityDecision` already rounded down to the instrument's
+    ``qty_step`` (:func:`om_plugins.rounding.round_qty_down`), a
+    :class:`~om_plugins.types.Rejection` when no valid quantity exists (e.g. below the
+    minimum), or ``None`` to let the next plugin decide. A quantity off the grid rejects the
+    signal as ``INVALID_DECISION`` attributed to your plugin.
 
-    :param order_type: the decision of ``om_select_order_type`` (its limit price values the
-        order).
+    What sizing needs is in ``context`` (see the module documentation):
+
+    * the exchange's limits in ``context.instrument``: ``min_qty``, ``max_qty``,
+      ``max_market_qty`` (for market orders, when lower), ``min_notional`` (qty × price),
+      ``qty_step``;
+    * the quantity's unit: ``context.instrument.qty_unit`` — base coin (linear, spot) or
+      contracts (inverse) — and ``context.instrument.contract_size``, the contract
+      multiplier; ``context.instrument.qty_for_notional(value, price)`` converts a value in
+      the quote coin into a quantity in that unit;
+    * costs and leverage: ``context.fees`` (``maker``, ``taker``: fractions of the order
+      value; ``None`` when unknown) and ``context.leverage`` (``None`` when unknown);
+    * the account: ``context.balance`` (``available``, ``equity``), ``context.position`` and
+      ``context.today`` (today's realized PnL and fees).
+
+    :param order_type: the decision of ``om_select_order_type``; value the order at its
+        limit ``price``, or at ``context.reference_price`` for market orders.
     """
 
 
@@ -146,7 +194,8 @@ def om_check_order(
     """Risk check of the fully shaped order, just before it is sent.
 
     Call rule: **every enabled plugin votes**, as in :func:`om_check_signal`. Use it for
-    rules that depend on size: order notional, position and exposure limits, open orders.
+    rules that depend on size: order notional (``order.notional``), position and exposure
+    limits, open orders, fees (``context.fees``) or margin (``context.leverage``).
     """
 
 

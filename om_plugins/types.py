@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "OrderTypeDecision",
+    "PnL",
     "Position",
     "PositionMode",
     "ProposedOrder",
@@ -33,6 +34,7 @@ __all__ = [
     "Side",
     "Signal",
     "TimeInForce",
+    "TradingDay",
     "TradingState",
 ]
 
@@ -250,11 +252,47 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class FeeRates:
-    """Trading fee rates as fractions of the order value (``0.0001`` = 1 bp); a negative
-    maker rate is a rebate."""
+    """The account's fee rates for one instrument, as fractions of the order value
+    (``0.00055`` = 0.055 %); a negative rate is a rebate."""
 
     maker: Decimal
     taker: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PnL:
+    """Realized PnL (before fees) and fees paid over some period, in the settle coin."""
+
+    realized_pnl: Decimal = Decimal(0)
+    fees_paid: Decimal = Decimal(0)
+
+    @property
+    def net(self) -> Decimal:
+        """Realized PnL net of fees: negative when losing."""
+        return self.realized_pnl - self.fees_paid
+
+
+_ALL_TIME = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class TradingDay:
+    """Realized PnL and fees of the current trading day.
+
+    The day starts at the configured UTC time of day (``OM_TRADING_DAY_START``, midnight by
+    default) and ends 24 hours later. ``total`` sums every position (flat or not, every
+    symbol); ``by_symbol`` holds each symbol that realized PnL or paid fees today. Amounts
+    are in each position's settle coin: with several settle coins, read ``by_symbol``.
+    """
+
+    start: datetime = _ALL_TIME[0]
+    end: datetime = _ALL_TIME[1]
+    total: PnL = PnL()
+    by_symbol: Mapping[str, PnL] = field(default_factory=dict)
+
+    def symbol(self, symbol: str) -> PnL:
+        """Today's realized PnL and fees of ``symbol`` (zero when it did not trade)."""
+        return self.by_symbol.get(symbol, PnL())
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +323,16 @@ class DecisionContext:
     #: of both sides and ``positions`` holds each side; the engine picks the order's side
     #: (``ProposedOrder.position_idx``).
     position_mode: PositionMode = PositionMode.ONE_WAY
+    #: The account's maker/taker fee rates for the instrument; ``None`` when the exchange
+    #: adapter does not report them. (Plugin API 2.0)
+    fees: FeeRates | None = None
+    #: The leverage set on the exchange for the symbol; ``None`` when the adapter does not
+    #: report it (or the category has none, e.g. spot). (Plugin API 2.0)
+    leverage: Decimal | None = None
+    #: Realized PnL and fees of the current trading day, from the engine's records. The
+    #: engine always fills it; the default (zero, unbounded) only appears in a context built
+    #: by hand. (Plugin API 2.0)
+    today: TradingDay = field(default_factory=TradingDay)
 
     def gross_exposure(self) -> Decimal:
         """Sum of |size| × price over all positions, valued at the known prices."""

@@ -13,9 +13,9 @@ The rules, in order:
    ``default_limit_tif`` (GTC unless configured) for limit orders and IOC for market orders
    (Bybit executes market orders as immediate-or-cancel anyway).
 
-Configuration (``[plugins.order_type]`` or ``OM_PLUGIN_ORDER_TYPE_<FIELD>``)::
+Configuration (``[plugin.order_type]`` or ``OM_PLUGIN_ORDER_TYPE_<FIELD>``)::
 
-    [plugins.order_type]
+    [plugin.order_type]
     default_limit_tif = "PostOnly"
 
 This is the built-in default and runs last: any third-party ``om_select_order_type`` that

@@ -13,15 +13,15 @@ A check returns *every* rule the signal or order breaks, not just the first, so 
 sees the whole picture at once. Each refusal carries a stable ``code`` and ``details`` with
 the configured ``limit`` and the ``actual`` value, as strings.
 
-Every limit can be switched off: leave it out of the ``[plugins.risk]`` table (for limits
+Every limit can be switched off: leave it out of the ``[plugin.risk]`` table (for limits
 that are off by default) or set it to ``"none"`` (also in an environment variable,
 ``OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL=none``). Out of the box only two limits are active: an
 order may not be worth more than 100 000 USDT, and a signal older than 60 seconds is not
 traded. Set the others to match your account before trading real money.
 
-Configuration (``[plugins.risk]`` in the config file, or ``OM_PLUGIN_RISK_<FIELD>``)::
+Configuration (``[plugin.risk]`` in the config file, or ``OM_PLUGIN_RISK_<FIELD>``)::
 
-    [plugins.risk]
+    [plugin.risk]
     allowed_symbols = ["BTCUSDT", "ETHUSDT"]
     max_signal_age_seconds = 30
     min_strength = "0.2"

@@ -31,9 +31,9 @@ The **order price** is the limit price for limit orders and the current referenc
 * a non-positive order price → ``INVALID_PRICE``; a requested size of zero or less (or
   nothing to close) → ``QTY_ZERO``.
 
-Configuration (``[plugins.sizing]`` or ``OM_PLUGIN_SIZING_<FIELD>``)::
+Configuration (``[plugin.sizing]`` or ``OM_PLUGIN_SIZING_<FIELD>``)::
 
-    [plugins.sizing]
+    [plugin.sizing]
     balance_fraction = "0.02"
     on_above_max = "reject"
 

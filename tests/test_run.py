@@ -106,5 +106,5 @@ def test_om_ws_gateway_explains_what_it_needs(tmp_path: Path) -> None:
 
     env.update({"OM_EXCHANGE": "bybit"})
     proc = om(tmp_path, env, "run", "--with-ws-gateway")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # missing credentials: a configuration error
     assert "OM_BYBIT_API_KEY" in proc.stderr

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from om_core.clock import utcnow as _clock_now
+
 __all__ = ["SCALE", "DecimalType", "UTCDateTime", "strip_zeros", "utcnow"]
 
 #: Decimal places every money and quantity column keeps, on every database.
@@ -17,7 +19,8 @@ SCALE = 18
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC: the engine's clock (:mod:`om_core.clock`)."""
+    return _clock_now()
 
 
 class DecimalType(TypeDecorator[Decimal]):

@@ -1,35 +1,49 @@
 """Prepare the snapshot decision hooks see: exchange data outside the lock, database state
-inside it."""
+inside it.
+
+Exchange data: the instrument's rules, a reference price, the balance, and — when the
+adapter reports them — the account's fee rates and the symbol's leverage (cached, like the
+rules). Database data: positions, open orders, recent orders, the trading state, and the
+trading day's realized PnL and fees, derived from ``positions`` (cumulative per position)
+less the last ``position_snapshots`` row before the day began.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from om_core.db.models import Position as PositionRow
-from om_core.db.models import table
+from om_core.db.models import PositionSnapshot, table
 from om_core.instruments import Instruments
 from om_core.orders.rows import ORDERS
 from om_core.orders.status import OPEN
 from om_core.trading_state import current_state
+from om_plugins.errors import ExchangeRejected
 from om_plugins.exchange import ExchangeAdapter
 from om_plugins.types import (
     Balance,
     Category,
     DecisionContext,
+    FeeRates,
     Instrument,
     OpenOrder,
+    PnL,
     Position,
     PositionMode,
     QtyUnit,
     Side,
     Signal,
+    TradingDay,
     TradingState,
 )
 
@@ -38,9 +52,14 @@ __all__ = [
     "DatabaseState",
     "MarketData",
     "open_order",
+    "trading_day_bounds",
 ]
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 _POSITIONS = table(PositionRow)
+_SNAPSHOTS = table(PositionSnapshot)
 _OPEN = sorted(s.value for s in OPEN)
 _OPEN_COLUMNS = [
     ORDERS.c[name]
@@ -79,18 +98,67 @@ _RECENT_ORDERS = (
 )
 
 
+_LAST_BEFORE = (
+    select(func.max(_SNAPSHOTS.c.id).label("id"))
+    .where(_SNAPSHOTS.c.created_at < bindparam("start"))
+    .group_by(_SNAPSHOTS.c.position_id)
+    .subquery()
+)
+#: Each position's cumulative realized PnL and fees when the trading day began.
+_DAY_BASELINES = select(
+    _SNAPSHOTS.c.position_id, _SNAPSHOTS.c.realized_pnl, _SNAPSHOTS.c.fees_paid
+).join(_LAST_BEFORE, _SNAPSHOTS.c.id == _LAST_BEFORE.c.id)
+
+#: Leverage is changed by hand on the exchange now and then: re-read it this often.
+_LEVERAGE_TTL = 60.0
+
+
+def trading_day_bounds(now: datetime, start: time_of_day) -> tuple[datetime, datetime]:
+    """The trading day ``now`` falls in: from the last ``start`` (UTC time of day) at or
+    before ``now``, for 24 hours."""
+    moment = now.astimezone(UTC)
+    begin = datetime.combine(moment.date(), start.replace(tzinfo=None), tzinfo=UTC)
+    if begin > moment:
+        begin -= timedelta(days=1)
+    return begin, begin + timedelta(days=1)
+
+
 @dataclass(frozen=True, slots=True)
 class MarketData:
     instrument: Instrument
     reference_price: Decimal
     balance: Balance
     position_mode: PositionMode = PositionMode.ONE_WAY
+    fees: FeeRates | None = None
+    leverage: Decimal | None = None
+
+
+@dataclass(slots=True)
+class _Cached:
+    """Answers of one optional adapter method, by (category, symbol)."""
+
+    ttl: float
+    values: dict[tuple[Category, str], tuple[float, Any]] = field(default_factory=dict)
+    #: The adapter raised NotImplementedError: it never will answer.
+    unsupported: bool = False
 
 
 class ContextBuilder:
-    def __init__(self, exchange: ExchangeAdapter, instruments: Instruments | None = None) -> None:
+    def __init__(
+        self,
+        exchange: ExchangeAdapter,
+        instruments: Instruments | None = None,
+        *,
+        instrument_ttl: float = 300.0,
+        day_start: time_of_day = time_of_day(0, 0),
+    ) -> None:
         self._exchange = exchange
-        self.instruments = instruments or Instruments(exchange)
+        self.instruments = instruments or Instruments(exchange, ttl=instrument_ttl)
+        self._day_start = day_start
+        self._fees = _Cached(instrument_ttl)
+        self._leverage = _Cached(min(instrument_ttl, _LEVERAGE_TTL))
+        #: Per-position baselines of the current trading day (history: never changes).
+        self._baselines: tuple[datetime, dict[int, tuple[Decimal, Decimal]]] | None = None
 
     async def instrument(self, category: Category, symbol: str) -> Instrument:
         return await self.instruments.get(category, symbol)
@@ -110,7 +178,41 @@ class ContextBuilder:
         mode = PositionMode.ONE_WAY
         if signal.category is not Category.SPOT:
             mode = await self._exchange.get_position_mode(signal.category, signal.symbol)
-        return MarketData(instrument, price, balance, mode)
+        fees = await self._optional(self._fees, "fee rates", signal, self._exchange.get_fee_rates)
+        leverage = await self._optional(
+            self._leverage, "leverage", signal, self._exchange.get_leverage
+        )
+        return MarketData(instrument, price, balance, mode, fees, leverage)
+
+    async def _optional(
+        self,
+        cache: _Cached,
+        what: str,
+        signal: Signal,
+        read: Callable[[Category, str], Awaitable[T | None]],
+    ) -> T | None:
+        """An optional adapter read, cached: ``None`` when the adapter does not provide it.
+
+        Only a transient failure propagates (the signal is then retried, like any other
+        exchange read); a refusal gives ``None`` for a while, with a warning.
+        """
+        if cache.unsupported:
+            return None
+        key = (signal.category, signal.symbol)
+        cached = cache.values.get(key)
+        if cached is not None and time.monotonic() - cached[0] < cache.ttl:
+            value: T | None = cached[1]
+            return value
+        try:
+            value = await read(signal.category, signal.symbol)
+        except NotImplementedError:
+            cache.unsupported = True
+            return None
+        except ExchangeRejected as exc:
+            log.warning("the exchange refused the %s of %s: %s", what, signal.symbol, exc)
+            value = None
+        cache.values[key] = (time.monotonic(), value)
+        return value
 
     async def build(
         self, conn: AsyncConnection, signal: Signal, market: MarketData, now: datetime
@@ -127,8 +229,9 @@ class ContextBuilder:
         many symbols (Core: this runs for every batch of signals)."""
         wanted = set(symbols)
         names = sorted({symbol for _, symbol in wanted})
+        every = (await conn.execute(_ALL_POSITIONS)).all()
         # Filtered here, not in SQL: SQLite keeps decimals as text, where "0.0" != "0".
-        rows = [r for r in (await conn.execute(_ALL_POSITIONS)).all() if r.size]
+        rows = [r for r in every if r.size]
         open_rows = (await conn.execute(_OPEN_ORDERS, {"symbols": names})).all()
         open_orders: dict[tuple[Category, str], list[OpenOrder]] = {key: [] for key in wanted}
         for o in open_rows:
@@ -148,7 +251,37 @@ class ContextBuilder:
             open_orders=open_orders,
             recent_order_count=recent,
             trading_state=await current_state(conn),
+            today=await self._trading_day(conn, every, now),
         )
+
+    async def _trading_day(
+        self, conn: AsyncConnection, rows: Iterable[Any], now: datetime
+    ) -> TradingDay:
+        """Realized PnL and fees since the trading day began: each position's cumulative
+        figures less those of its last snapshot before the day (none: zero)."""
+        start, end = trading_day_bounds(now, self._day_start)
+        if self._baselines is None or self._baselines[0] != start:
+            result = await conn.execute(_DAY_BASELINES, {"start": start})
+            self._baselines = (
+                start,
+                {r.position_id: (r.realized_pnl, r.fees_paid) for r in result.all()},
+            )
+        baselines = self._baselines[1]
+        by_symbol: dict[str, PnL] = {}
+        for row in rows:
+            if row.updated_at is not None and row.updated_at < start:
+                continue  # untouched since before the day began
+            realized, fees = baselines.get(row.id, (Decimal(0), Decimal(0)))
+            realized = row.realized_pnl - realized
+            fees = row.fees_paid - fees
+            if realized or fees:
+                before = by_symbol.get(row.symbol, PnL())
+                by_symbol[row.symbol] = PnL(before.realized_pnl + realized, before.fees_paid + fees)
+        total = PnL(
+            sum((p.realized_pnl for p in by_symbol.values()), Decimal(0)),
+            sum((p.fees_paid for p in by_symbol.values()), Decimal(0)),
+        )
+        return TradingDay(start=start, end=end, total=total, by_symbol=by_symbol)
 
 
 @dataclass(slots=True)
@@ -165,6 +298,7 @@ class DatabaseState:
     open_orders: dict[tuple[Category, str], list[OpenOrder]]
     recent_order_count: dict[str, int]
     trading_state: TradingState
+    today: TradingDay = field(default_factory=TradingDay)
 
     def context(self, signal: Signal, market: MarketData) -> DecisionContext:
         return DecisionContext(
@@ -179,6 +313,9 @@ class DatabaseState:
             recent_order_count=self.recent_order_count.get(signal.symbol, 0),
             prices={**self.prices, signal.symbol: market.reference_price},
             position_mode=market.position_mode,
+            fees=market.fees,
+            leverage=market.leverage,
+            today=self.today,
         )
 
     def add_intent(self, order: OpenOrder) -> None:

@@ -22,12 +22,13 @@ from om_core.db.locks import locked_transaction, symbol_lock_key
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
-from om_core.engine.context import ContextBuilder, MarketData, open_order
+from om_core.engine.context import ContextBuilder, DatabaseState, MarketData, open_order
+from om_core.engine.decisions import DecisionThreads
 from om_core.engine.executor import OrderExecutor
 from om_core.orders.client_id import client_order_id
 from om_core.orders.rows import Intent, insert_intents
 from om_core.orders.status import IN_DOUBT, OrderStatus
-from om_core.plugins.facade import PluginHooks
+from om_core.plugins.facade import Decided, PluginHooks
 from om_core.signals import store
 from om_core.signals.store import FINAL, SignalStatus
 from om_plugins.errors import ExchangeAuthError, ExchangeRejected
@@ -35,9 +36,11 @@ from om_plugins.rounding import is_multiple, round_down, round_up
 from om_plugins.types import (
     DecisionContext,
     OrderType,
+    OrderTypeDecision,
     PositionMode,
     ProposedOrder,
     QtyUnit,
+    QuantityDecision,
     Rejection,
     Side,
     Signal,
@@ -104,6 +107,11 @@ class SignalProcessor:
         self._executor = executor
         self._max_age = max_signal_age
         self._on_committed = on_committed
+        #: Decision hooks run here, off the event loop (see :mod:`om_core.engine.decisions`).
+        self.decisions = DecisionThreads()
+
+    def close(self) -> None:
+        self.decisions.close()
 
     async def process(
         self, signal: Signal, payload: Mapping[str, Any], received_at: datetime | None = None
@@ -222,6 +230,25 @@ class SignalProcessor:
         state = await self._context.read(
             conn, {(p.incoming.signal.category, p.incoming.signal.symbol) for p in plans}, now
         )
+        # Plugin code: in a worker thread, so a hook that blocks cannot freeze the loop.
+        await self.decisions.run(lambda: self._decide_plans(plans, state, now))
+        await insert_intents(conn, [p.order for p in plans if p.order is not None])
+        rejected = [p for p in plans if p.rejection is not None]
+        stored = await store.reject(
+            conn,
+            [
+                (p.row_id, p.incoming.signal.signal_id, p.rejection)
+                for p in rejected
+                if p.row_id is not None and p.rejection is not None
+            ],
+        )
+        for plan, reasons in zip(rejected, stored, strict=True):
+            plan.outcome = SignalOutcome(
+                plan.incoming.signal.signal_id, SignalStatus.REJECTED.value, tuple(reasons)
+            )
+
+    def _decide_plans(self, plans: Sequence[_Plan], state: DatabaseState, now: datetime) -> None:
+        """Decide each plan in arrival order, each seeing the intents decided before it."""
         for plan in plans:
             signal = plan.incoming.signal
             assert plan.born is not None
@@ -238,20 +265,6 @@ class SignalProcessor:
             order = self._intent(decision, signal, now)
             plan.order = order
             state.add_intent(open_order(order))
-        await insert_intents(conn, [p.order for p in plans if p.order is not None])
-        rejected = [p for p in plans if p.rejection is not None]
-        stored = await store.reject(
-            conn,
-            [
-                (p.row_id, p.incoming.signal.signal_id, p.rejection)
-                for p in rejected
-                if p.row_id is not None and p.rejection is not None
-            ],
-        )
-        for plan, reasons in zip(rejected, stored, strict=True):
-            plan.outcome = SignalOutcome(
-                plan.incoming.signal.signal_id, SignalStatus.REJECTED.value, tuple(reasons)
-            )
 
     async def _place(self, plans: Sequence[_Plan]) -> None:
         orders = [p.order for p in plans if p.order is not None]
@@ -272,14 +285,19 @@ class SignalProcessor:
                 )
 
     def decide(self, signal: Signal, ctx: DecisionContext) -> ProposedOrder | list[Rejection]:
-        """Run the decision hooks; pure, so previews and replays can call it too."""
+        """Run the decision hooks; pure, so previews and replays can call it too.
+
+        Synchronous plugin code: the service calls it through :attr:`decisions`, off the
+        event loop.
+        """
         reasons = self._hooks.check_signal(signal, ctx)
         if reasons:
             return reasons
-        order_type = self._hooks.select_order_type(signal, ctx)
-        if isinstance(order_type, Rejection):
-            return [order_type]
-        quantity = self._hooks.calculate_quantity(signal, ctx, order_type)
+        chosen_type = self._hooks.choose_order_type(signal, ctx)
+        if isinstance(chosen_type, Rejection):
+            return [chosen_type]
+        order_type = chosen_type.value
+        quantity = self._hooks.choose_quantity(signal, ctx, order_type)
         if isinstance(quantity, Rejection):
             return [quantity]
         instrument = ctx.instrument
@@ -290,7 +308,7 @@ class SignalProcessor:
             category=signal.category,
             side=signal.side,
             order_type=order_type.order_type,
-            qty=quantity.qty,
+            qty=quantity.value.qty,
             price=order_type.price if order_type.order_type is OrderType.LIMIT else None,
             reference_price=ctx.reference_price,
             time_in_force=order_type.time_in_force,
@@ -301,7 +319,7 @@ class SignalProcessor:
             qty_unit=instrument.qty_unit,
             contract_size=instrument.contract_size,
         )
-        problems = _sanity(proposed, ctx)
+        problems = _sanity(proposed, ctx, chosen_type, quantity)
         if problems:
             return problems
         return self._hooks.check_order(proposed, signal, ctx) or proposed
@@ -392,20 +410,58 @@ def _tpsl(price: Decimal | None, side: Side, take_profit: bool, tick: Decimal) -
     return round_down(price, tick) if above_entry else round_up(price, tick)
 
 
-def _sanity(order: ProposedOrder, ctx: DecisionContext) -> list[Rejection]:
-    """The engine's own floor under whatever plugins decided: never send a malformed order."""
+def _sanity(
+    order: ProposedOrder,
+    ctx: DecisionContext,
+    order_type: Decided[OrderTypeDecision],
+    quantity: Decided[QuantityDecision],
+) -> list[Rejection]:
+    """The engine's own floor under whatever plugins decided: never send a malformed order.
+
+    A problem is attributed to the plugin whose decision it is in, with the hook named.
+    """
     rules = ctx.instrument
     problems = []
     if rules.qty_unit is QtyUnit.CONTRACTS and rules.contract_size != 1:
         problems.append(
-            f"{rules.symbol} contracts are worth {rules.contract_size}, and the engine's "
-            "position arithmetic supports contracts of 1 only"
+            Rejection(
+                code="UNSUPPORTED_INSTRUMENT",
+                message=(
+                    f"{rules.symbol} contracts are worth {rules.contract_size}, and the "
+                    "engine's position arithmetic supports contracts of 1 only"
+                ),
+                plugin="engine",
+            )
         )
     if order.qty <= 0 or not is_multiple(order.qty, rules.qty_step):
-        problems.append(f"qty {order.qty} is not a positive multiple of {rules.qty_step}")
+        problems.append(
+            Rejection(
+                code="INVALID_DECISION",
+                message=(
+                    f"om_calculate_quantity returned qty {order.qty}, not a positive multiple "
+                    f"of the instrument's qty_step {rules.qty_step} (round it down with "
+                    "om_plugins.rounding.round_qty_down)"
+                ),
+                details={"hook": "om_calculate_quantity", "qty": str(order.qty)},
+                plugin=quantity.plugin,
+            )
+        )
     if order.order_type is OrderType.LIMIT:
+        problem = None
         if order.price is None or order.price <= 0:
-            problems.append("a limit order needs a positive price")
+            problem = f"a limit order needs a positive price, got {order.price}"
         elif not is_multiple(order.price, rules.tick_size):
-            problems.append(f"price {order.price} is not a multiple of tick {rules.tick_size}")
-    return [Rejection(code="INVALID_DECISION", message=p, plugin="engine") for p in problems]
+            problem = (
+                f"price {order.price} is not a multiple of the instrument's tick_size "
+                f"{rules.tick_size} (round it with om_plugins.rounding.round_price)"
+            )
+        if problem is not None:
+            problems.append(
+                Rejection(
+                    code="INVALID_DECISION",
+                    message=f"om_select_order_type returned a limit order: {problem}",
+                    details={"hook": "om_select_order_type", "price": str(order.price)},
+                    plugin=order_type.plugin,
+                )
+            )
+    return problems

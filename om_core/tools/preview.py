@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -37,7 +37,7 @@ from om_core.engine.executor import OrderExecutor
 from om_core.engine.processor import SignalProcessor
 from om_core.orders.client_id import client_order_id
 from om_core.plugins import PluginHooks, load_plugins
-from om_core.service import Service
+from om_core.service import Service, exchange_not_provided
 from om_core.signals.contract import InvalidSignal, parse_signal, read_signal_id
 from om_core.signals.store import FINAL
 from om_core.tools.outcomes import plain
@@ -206,9 +206,10 @@ class Previewer:
         max_signal_age: timedelta,
         *,
         state: str = "database",
+        day_start: time = time(0, 0),
     ) -> None:
         self._processor = processor
-        self._context = ContextBuilder(ReadOnlyExchange(exchange))
+        self._context = ContextBuilder(ReadOnlyExchange(exchange), day_start=day_start)
         self._sessions = sessions
         self._max_age = max_signal_age
         #: ``database`` when positions and orders come from the service's database, ``empty``
@@ -222,6 +223,7 @@ class Previewer:
             service.exchange,
             service.sessions,
             timedelta(seconds=service.settings.max_signal_age_seconds),
+            day_start=service.settings.trading_day_start,
         )
 
     async def evaluate(self, signal: Signal) -> Evaluation:
@@ -261,7 +263,8 @@ class Previewer:
             return Evaluation(signal, None, (reason,))
         async with self._sessions() as session:
             ctx = await self._context.build(await session.connection(), signal, market, now)
-        decision = self._processor.decide(signal, ctx)
+        # Plugin code, off the event loop as in the service.
+        decision = await self._processor.decisions.run(lambda: self._processor.decide(signal, ctx))
         if isinstance(decision, list):
             return Evaluation(signal, None, tuple(decision))
         return Evaluation(signal, _request(decision))
@@ -342,14 +345,10 @@ async def standalone_previewer(
     notes = notes if notes is not None else []
     names = expand_plugin_names(settings.plugins if plugins is None else plugins)
     loaded = load_plugins(names, settings.plugin_config, plugin_env)
-    hooks = PluginHooks(loaded.pm, trace=settings.trace_plugins)
+    hooks = PluginHooks(loaded.pm, trace=settings.trace_plugins, budget_ms=settings.hook_budget_ms)
     factories = hooks.exchange_factories()
     if settings.exchange not in factories:
-        known = ", ".join(sorted(factories)) or "none"
-        raise PreviewSetupError(
-            f"OM_EXCHANGE={settings.exchange!r} is not provided by any enabled plugin "
-            f"(available: {known})"
-        )
+        raise PreviewSetupError(exchange_not_provided(settings.exchange, list(factories)))
     adapter = factories[settings.exchange][1](ExchangeContext(publish_reports=_discard))
     read_only = ReadOnlyExchange(adapter)
     max_age = timedelta(seconds=settings.max_signal_age_seconds)
@@ -364,11 +363,21 @@ async def standalone_previewer(
                     sessions,
                     hooks,
                     settings.exchange,
-                    ContextBuilder(read_only),
+                    ContextBuilder(read_only, day_start=settings.trading_day_start),
                     OrderExecutor(sessions, read_only, max_signal_age=max_age),
                     max_signal_age=max_age,
                 )
-                yield Previewer(processor, read_only, sessions, max_age, state=state)
+                try:
+                    yield Previewer(
+                        processor,
+                        read_only,
+                        sessions,
+                        max_age,
+                        state=state,
+                        day_start=settings.trading_day_start,
+                    )
+                finally:
+                    processor.close()
         finally:
             await hooks.shutdown()
     finally:

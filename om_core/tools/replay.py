@@ -1,7 +1,7 @@
 """``om replay``: feed recorded signals (JSON Lines) through the enabled plugins.
 
 Default: against a fresh :mod:`sandbox <om_core.tools.sandbox>` engine on the paper exchange
-(prices and instruments from the ``[plugins.paper]`` configuration), signal after signal, so
+(prices and instruments from the ``[plugin.paper]`` configuration), signal after signal, so
 earlier signals' orders count against later signals' limits as they would in the service.
 With ``preview=True``: against the configured exchange's instrument rules, prices and balance
 and the database's state, through :class:`~om_core.tools.preview.Previewer`: nothing is sent

@@ -18,7 +18,8 @@ point), it gives every test these fixtures — no broker, database or exchange t
     hooks you call through ``register_plugin.hooks``.
 
 and the builders ``make_signal``, ``make_context``, ``make_instrument``, ``make_position``,
-``make_balance``, ``make_open_order`` and ``make_order`` for one-line unit tests of a hook.
+``make_balance``, ``make_open_order``, ``make_order``, ``make_fee_rates`` and
+``make_trading_day`` for one-line unit tests of a hook.
 See ``docs/plugins.md``, "Testing a plugin".
 """
 
@@ -29,19 +30,22 @@ from om_plugins.testing.builders import (
     NOW,
     make_balance,
     make_context,
+    make_fee_rates,
     make_instrument,
     make_open_order,
     make_order,
     make_position,
     make_signal,
+    make_trading_day,
     signal_payload,
 )
-from om_plugins.testing.harness import EngineHarness, SignalInput
+from om_plugins.testing.harness import EngineHarness, HarnessClock, SignalInput
 from om_plugins.testing.registry import PluginRegistrar, plugin_name
 
 __all__ = [
     "NOW",
     "EngineHarness",
+    "HarnessClock",
     "OrderResult",
     "Outcome",
     "PluginRegistrar",
@@ -49,11 +53,13 @@ __all__ = [
     "SignalInput",
     "make_balance",
     "make_context",
+    "make_fee_rates",
     "make_instrument",
     "make_open_order",
     "make_order",
     "make_position",
     "make_signal",
+    "make_trading_day",
     "plugin_name",
     "signal_payload",
 ]

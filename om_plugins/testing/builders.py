@@ -6,14 +6,15 @@ of a hook's unit test is one line::
 
 Numbers may be given as ``Decimal``, ``int`` or ``str`` — never ``float`` (a ``TypeError``
 says so) — and enums as their values (``side="sell"``). Defaults mirror the paper exchange:
-BTCUSDT at 60 000, ETHUSDT at 3 000, SOLUSDT at 150, with Bybit's rules for them.
+BTCUSDT at 60 000, ETHUSDT at 3 000, SOLUSDT at 150, with Bybit's rules for them, fee rates
+0.02 % maker / 0.055 % taker, leverage 10, and a trading day without realized PnL.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,14 +22,17 @@ from om_plugins.types import (
     Balance,
     Category,
     DecisionContext,
+    FeeRates,
     Instrument,
     OpenOrder,
     OrderType,
+    PnL,
     Position,
     ProposedOrder,
     Side,
     Signal,
     TimeInForce,
+    TradingDay,
     TradingState,
 )
 
@@ -37,11 +41,13 @@ __all__ = [
     "Number",
     "make_balance",
     "make_context",
+    "make_fee_rates",
     "make_instrument",
     "make_open_order",
     "make_order",
     "make_position",
     "make_signal",
+    "make_trading_day",
     "signal_payload",
 ]
 
@@ -213,6 +219,41 @@ def make_signal(symbol: str = "BTCUSDT", side: Side | str = Side.BUY, **fields: 
     return Signal(symbol=symbol.upper(), side=Side(side), **values)
 
 
+def make_fee_rates(maker: Number = "0.0002", taker: Number = "0.00055") -> FeeRates:
+    """Fee rates as fractions of the order value (default: the paper exchange's)."""
+    return FeeRates(maker=_dec(maker), taker=_dec(taker))
+
+
+def make_trading_day(
+    realized_pnl: Number = "0",
+    fees_paid: Number = "0",
+    *,
+    by_symbol: Mapping[str, tuple[Number, Number]] | None = None,
+    now: datetime = NOW,
+    day_start: time | str = "00:00",
+) -> TradingDay:
+    """The trading day ``now`` falls in (starting at ``day_start``, UTC) with its realized
+    PnL and fees: totals, and ``by_symbol={"BTCUSDT": (pnl, fees)}`` (the totals default to
+    their sum when only ``by_symbol`` is given)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    opens = time.fromisoformat(day_start) if isinstance(day_start, str) else day_start
+    moment = now.astimezone(UTC)
+    start = datetime.combine(moment.date(), opens.replace(tzinfo=None), tzinfo=UTC)
+    if start > moment:
+        start -= timedelta(days=1)
+    symbols = {
+        sym.upper(): PnL(_dec(pnl), _dec(fees)) for sym, (pnl, fees) in (by_symbol or {}).items()
+    }
+    total = PnL(_dec(realized_pnl), _dec(fees_paid))
+    if symbols and not total.realized_pnl and not total.fees_paid:
+        total = PnL(
+            sum((p.realized_pnl for p in symbols.values()), Decimal(0)),
+            sum((p.fees_paid for p in symbols.values()), Decimal(0)),
+        )
+    return TradingDay(start=start, end=start + timedelta(days=1), total=total, by_symbol=symbols)
+
+
 def make_context(
     symbol: str = "BTCUSDT",
     *,
@@ -226,6 +267,9 @@ def make_context(
     now: datetime = NOW,
     recent_order_count: int = 0,
     prices: Mapping[str, Number] | None = None,
+    fees: FeeRates | None = None,
+    leverage: Number | None = "10",
+    today: TradingDay | None = None,
 ) -> DecisionContext:
     """The snapshot decision hooks see, for ``symbol``.
 
@@ -234,6 +278,9 @@ def make_context(
     :param balance: a :class:`Balance` or the available amount (default 100 000 USDT).
     :param prices: reference prices by symbol; the symbol's own is always
         ``reference_price``.
+    :param fees: fee rates (default :func:`make_fee_rates`); ``leverage`` may be ``None``.
+    :param today: the trading day (default: ``now``'s, without realized PnL) — see
+        :func:`make_trading_day`.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
@@ -261,6 +308,9 @@ def make_context(
         trading_state=TradingState(trading_state),
         recent_order_count=recent_order_count,
         prices=known,
+        fees=fees if fees is not None else make_fee_rates(),
+        leverage=_opt(leverage),
+        today=today if today is not None else make_trading_day(now=now),
     )
 
 

@@ -9,6 +9,11 @@ The engine runs on its own event loop in a background thread, so the harness wor
 same from synchronous tests (``harness.run_sync(...)``) and from ``async`` tests under any
 event loop (``await harness.run(...)``), with or without pytest-asyncio.
 
+Time is under the test's control: ``EngineHarness(now="2025-01-06T09:00:00Z")`` or
+:meth:`EngineHarness.set_time` freeze the engine's clock at that instant (signal age, the
+context's ``now``, the trading day, the last minute's order count all follow it) until
+:meth:`EngineHarness.advance_time` moves it on. Without either, it is the wall clock.
+
 What it does not do: apply the exchange's order updates back. Orders it placed stay
 ``submitted`` (and count as open orders for later signals in the same test), and positions
 change only through :meth:`EngineHarness.set_position`.
@@ -20,20 +25,25 @@ import asyncio
 import concurrent.futures
 import itertools
 import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import pluggy
-from pydantic import ValidationError
 from sqlmodel import col, select
 
-from om_core.config import ConfigError, Settings, format_validation_error
+from om_core.clock import use_clock
+from om_core.config import load_settings
+from om_core.db.models import Order as OrderRow
 from om_core.db.models import Position as PositionRow
-from om_core.db.models import TradingStateRow
+from om_core.db.models import PositionSnapshot, TradingStateRow
 from om_core.db.types import utcnow
+from om_core.orders.status import OrderStatus
 from om_core.plugins import PluginHooks
 from om_core.service import Service
 from om_core.signals.contract import InvalidSignal, decode_json, parse_signal, read_signal_id
@@ -41,11 +51,10 @@ from om_core.tools.outcomes import Outcome, invalid_outcome, read_outcome
 from om_core.tools.sandbox import Sandbox, start_sandbox
 from om_plugins.testing.builders import Number, _dec, signal_payload
 from om_plugins.testing.registry import PluginRegistrar
-from om_plugins.types import Category, Signal, TradingState
+from om_plugins.types import Category, Side, Signal, TradingState
 from plugins_builtin.paper.exchange import PaperExchange
-from plugins_builtin.paper.ledger import PaperPosition
 
-__all__ = ["EngineHarness", "SignalInput"]
+__all__ = ["EngineHarness", "HarnessClock", "SignalInput"]
 
 T = TypeVar("T")
 
@@ -58,21 +67,47 @@ _START_LOCK = threading.Lock()
 _run_ids = itertools.count(1)
 
 
-def _isolated_settings(env: Mapping[str, str]) -> Settings:
-    """Service settings from ``env`` alone: the process environment is never read."""
-    values: dict[str, Any] = {key[3:].lower(): value for key, value in env.items()}
-    try:
-        # An env prefix nothing uses: pydantic-settings reads os.environ even through
-        # model_validate, which load_settings(env=...) relies on.
-        return Settings(_env_prefix="OM_HARNESS_READS_NO_ENVIRONMENT_", **values)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from exc
+def _moment(value: datetime | str) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        raise ValueError(f"the harness clock needs a timezone-aware time (UTC), got {value!r}")
+    return moment.astimezone(UTC)
+
+
+class HarnessClock:
+    """The engine's clock in a harness: the wall clock until a test sets the time, then
+    frozen at that instant until it is set or advanced again. Safe to call from any thread."""
+
+    def __init__(self, start: datetime | str | None = None) -> None:
+        self._frozen = None if start is None else _moment(start)
+
+    def __call__(self) -> datetime:
+        frozen = self._frozen
+        return datetime.now(UTC) if frozen is None else frozen
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen is not None
+
+    def set(self, moment: datetime | str) -> datetime:
+        self._frozen = _moment(moment)
+        return self._frozen
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move a frozen clock on by ``delta`` (a wall clock is frozen at now first)."""
+        self._frozen = self() + delta
+        return self._frozen
+
+    def unfreeze(self) -> None:
+        """Back to the wall clock."""
+        self._frozen = None
 
 
 class _EngineLoop:
     """An event loop running in a daemon thread, and ways to call into it."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: HarnessClock) -> None:
+        self.clock = clock
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._main, name="om-test-engine", daemon=True)
         self._thread.start()
@@ -98,6 +133,8 @@ class _EngineLoop:
             raise RuntimeError("the harness cannot be called from its own engine loop")
 
         async def call() -> T:
+            # The engine's tasks, and the decision threads they use, inherit this clock.
+            use_clock(self.clock)
             return await make()
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop)
@@ -129,14 +166,19 @@ class EngineHarness:
     :param plugins: plugins to enable by entry-point name, like ``OM_PLUGINS``
         (``"builtin"`` = paper, risk, order_type, sizing); ``paper`` is added when missing.
     :param settings: plugin settings by plugin name, like the config file's
-        ``[plugins.<name>]`` tables, e.g. ``{"risk": {"max_order_notional": "5000"}}``.
+        ``[plugin.<name>]`` tables, e.g. ``{"risk": {"max_order_notional": "5000"}}``.
     :param env: extra variables: ``OM_PLUGIN_<NAME>_<FIELD>`` for plugin settings and
         ``OM_*`` service settings (e.g. ``OM_MAX_SIGNAL_AGE_SECONDS``). The process
         environment is *not* read, so a developer's shell cannot change a test.
     :param prices: starting paper prices by symbol (default BTCUSDT 60000, ETHUSDT 3000,
         SOLUSDT 150).
     :param balance: the paper account's starting wallet balance in USDT (default 100 000).
+    :param now: freeze the engine's clock at this instant (a timezone-aware ``datetime`` or
+        an ISO 8601 string such as ``"2025-01-06T09:00:00Z"``); default: the wall clock.
     :param timeout: seconds any one call may take before it fails.
+
+    Settings for a plugin that is not enabled, unknown settings and unknown ``OM_*``
+    variables are errors, as in the service.
 
     Use it as a context manager (``with EngineHarness() as h:``, also ``async with``), or
     call :meth:`start` and :meth:`close`. The ``harness`` pytest fixture does that for you.
@@ -150,6 +192,7 @@ class EngineHarness:
         env: Mapping[str, str] | None = None,
         prices: Mapping[str, Number] | None = None,
         balance: Number | None = None,
+        now: datetime | str | None = None,
         timeout: float = 30.0,
     ) -> None:
         if isinstance(plugins, str):
@@ -167,6 +210,8 @@ class EngineHarness:
                 paper["initial_balance"] = str(_dec(balance))
         self._env = dict(env or {})
         self.timeout = timeout
+        #: The engine's clock; see :meth:`set_time` and :meth:`advance_time`.
+        self.clock = HarnessClock(now)
         self._loop: _EngineLoop | None = None
         self._sandbox: Sandbox | None = None
         self._registrar: PluginRegistrar | None = None
@@ -177,19 +222,18 @@ class EngineHarness:
         """Start the engine (a fraction of a second); returns the harness."""
         if self._loop is not None:
             raise RuntimeError("the harness is already started")
-        service_env = {
-            k: v
-            for k, v in self._env.items()
-            if k.startswith("OM_") and not k.startswith("OM_PLUGIN_")
-        }
-        base = _isolated_settings(service_env)
+        # The harness applies no exchange updates, so nothing may reconcile its state away
+        # behind the test's back: periodic reconciliation is off unless a test sets it.
+        env = {"OM_SYNC_INTERVAL": "0", **self._env}
+        # The process environment is never read: explicit values only, checked like the
+        # service's (an unknown OM_* variable is an error).
+        base = load_settings(env=env)
         base.plugin_config = self._tables
-        plugin_env = {k: v for k, v in self._env.items() if k.startswith("OM_PLUGIN_")}
-        loop = _EngineLoop()
+        loop = _EngineLoop(self.clock)
         try:
             with _START_LOCK:
                 self._sandbox = loop.call(
-                    lambda: start_sandbox(base, plugin_env=plugin_env, plugins=self._plugins),
+                    lambda: start_sandbox(base, plugin_env=env, plugins=self._plugins),
                     self.timeout,
                 )
         except BaseException:
@@ -255,6 +299,47 @@ class EngineHarness:
     @property
     def hooks(self) -> PluginHooks:
         return self.service.hooks
+
+    @property
+    def enabled_plugins(self) -> tuple[str, ...]:
+        """The plugins enabled through their entry points, in the order they were enabled
+        (``paper`` first when the harness added it)."""
+        return tuple(self.service.plugins.objects)
+
+    def get_plugin(self, name: str) -> Any:
+        """The plugin object registered as ``name`` (enabled, or registered by the test);
+        its validated settings are usually its ``settings`` attribute."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is None:
+            raise KeyError(f"no plugin {name!r} (registered: {', '.join(self.pm_names())})")
+        return plugin
+
+    def pm_names(self) -> list[str]:
+        return [name for name, _ in self.pm.list_name_plugin()]
+
+    # -- time ----------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        """The engine's current time."""
+        return self.clock()
+
+    def set_time(self, moment: datetime | str) -> datetime:
+        """Freeze the engine's clock at ``moment`` (aware ``datetime`` or ISO 8601 text)."""
+        return self.clock.set(moment)
+
+    def advance_time(
+        self,
+        delta: timedelta | None = None,
+        *,
+        days: float = 0,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+    ) -> datetime:
+        """Move the engine's clock on (``advance_time(minutes=5)``); returns the new time."""
+        step = delta or timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        return self.clock.advance(step)
 
     # -- plugins -------------------------------------------------------------------------------
 
@@ -335,6 +420,27 @@ class EngineHarness:
         assert outcome is not None
         return outcome
 
+    def wait_until(
+        self, condition: Callable[[], object], *, timeout: float | None = None, what: str = ""
+    ) -> None:
+        """Wait until ``condition()`` is true, for what the engine does after a call returned
+        (events reach observers a moment later); fails after ``timeout`` seconds (default:
+        the harness's)."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {limit}s: {what or condition}")
+            time.sleep(0.005)
+
+    async def wait_until_async(self, condition: Callable[[], object], *, what: str = "") -> None:
+        """:meth:`wait_until` for ``async`` tests (within the harness's timeout)."""
+        deadline = time.monotonic() + self.timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {self.timeout}s: {what or condition}")
+            await asyncio.sleep(0.005)
+
     # -- market, account and state -----------------------------------------------------------
 
     async def set_price(self, symbol: str, price: Number) -> None:
@@ -348,8 +454,9 @@ class EngineHarness:
         """Make the engine (and the paper account) hold a position.
 
         ``size`` is signed (> 0 long). Keywords: ``avg_entry_price`` (default: the current
-        paper price), ``realized_pnl``, ``fees_paid``, ``mark_price``, ``category``
-        (``linear``), ``position_idx`` (0).
+        paper price), ``realized_pnl``, ``fees_paid`` (the position's cumulative figures; what
+        they add since the last call counts in the current trading day, ``context.today``),
+        ``mark_price``, ``category`` (``linear``), ``position_idx`` (0).
         """
         await self._acall(lambda: self._set_position(symbol, size, **fields))
 
@@ -363,6 +470,22 @@ class EngineHarness:
 
     def set_balance_sync(self, amount: Number) -> None:
         self._call(lambda: self._set_balance(amount))
+
+    async def set_open_order(
+        self, symbol: str, side: Side | str, qty: Number, **fields: Any
+    ) -> str:
+        """Record an open order in the engine, as if placed earlier; returns its client id.
+
+        Keywords: ``price`` (a limit price; default: market), ``filled_qty`` (0),
+        ``reduce_only`` (false), ``category`` (``linear``), ``client_order_id`` (a new
+        one), ``created_at`` (now: it counts in the last minute's orders). Decision hooks
+        see it in ``context.open_orders``; the paper exchange does not hold it, so it never
+        fills.
+        """
+        return await self._acall(lambda: self._set_open_order(symbol, side, qty, **fields))
+
+    def set_open_order_sync(self, symbol: str, side: Side | str, qty: Number, **fields: Any) -> str:
+        return self._call(lambda: self._set_open_order(symbol, side, qty, **fields))
 
     async def set_trading_state(
         self, state: TradingState | str, reason: str = "set by a test"
@@ -413,12 +536,68 @@ class EngineHarness:
             row.fees_paid = _dec(fees_paid)
             row.mark_price = _dec(mark_price) if mark_price is not None else price
             row.updated_at = utcnow()
+            await session.flush()
+            assert row.id is not None
+            # As the engine records every change of a position: the trading day's PnL is
+            # the difference to the last snapshot before the day began.
+            session.add(
+                PositionSnapshot(
+                    position_id=row.id,
+                    category=row.category,
+                    symbol=symbol,
+                    position_idx=position_idx,
+                    size=row.size,
+                    avg_entry_price=row.avg_entry_price,
+                    realized_pnl=row.realized_pnl,
+                    fees_paid=row.fees_paid,
+                    mark_price=row.mark_price,
+                    reason="sync",
+                    created_at=row.updated_at,
+                )
+            )
         # Keep the simulated account in step, so reduce-only orders and margin checks on the
         # paper exchange see the same position the engine does.
-        paper._ledger.positions[symbol] = PaperPosition(size=signed, cost=abs(signed) * entry)
+        paper.set_position(symbol, signed, entry)
 
     async def _set_balance(self, amount: Number) -> None:
-        self.paper._ledger.wallet_balance = _dec(amount)
+        self.paper.set_wallet_balance(_dec(amount))
+
+    async def _set_open_order(
+        self,
+        symbol: str,
+        side: Side | str,
+        qty: Number,
+        *,
+        price: Number | None = None,
+        filled_qty: Number = "0",
+        reduce_only: bool = False,
+        category: Category | str = Category.LINEAR,
+        client_order_id: str | None = None,
+        created_at: datetime | None = None,
+    ) -> str:
+        filled = _dec(filled_qty)
+        client_id = client_order_id or str(uuid.uuid4())
+        when = created_at or utcnow()
+        async with self.service.sessions() as session, session.begin():
+            session.add(
+                OrderRow(
+                    client_order_id=client_id,
+                    exchange_order_id=f"harness-{client_id}",
+                    exchange=self.service.settings.exchange,
+                    category=Category(category).value,
+                    symbol=symbol.upper(),
+                    side=Side(side).value,
+                    order_type="limit" if price is not None else "market",
+                    qty=_dec(qty),
+                    price=_dec(price) if price is not None else None,
+                    reduce_only=reduce_only,
+                    status=(OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW).value,
+                    filled_qty=filled,
+                    created_at=when,
+                    updated_at=when,
+                )
+            )
+        return client_id
 
     async def _set_trading_state(self, state: TradingState | str, reason: str) -> None:
         value = TradingState(state)

@@ -19,13 +19,38 @@ __all__ = ["harness", "harness_factory", "register_plugin"]
 
 MARKER = "om_harness"
 
+_ASYNCIO_SCOPE = "asyncio_default_fixture_loop_scope"
 
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): options of the `harness` fixture (plugins, settings, env, "
-        "prices, balance), see om_plugins.testing.EngineHarness",
+        "prices, balance, now), see om_plugins.testing.EngineHarness",
     )
+    _quiet_pytest_asyncio(config)
+
+
+def _quiet_pytest_asyncio(config: pytest.Config) -> None:
+    """Keep a plugin author's test run free of pytest-asyncio's deprecation warning.
+
+    pytest-asyncio (installed with Order Manager's test tools) warns on every run of a
+    project that never set ``asyncio_default_fixture_loop_scope``; a plugin project does not
+    need to know pytest-asyncio exists (the kit's fixtures are synchronous). Unless the
+    project chose a scope, it gets pytest-asyncio's own future default, ``function``. This
+    runs before pytest-asyncio reads the option.
+    """
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return
+    try:
+        if config.getini(_ASYNCIO_SCOPE):
+            return
+    except ValueError:
+        return
+    cache = getattr(config, "_inicache", None)
+    if isinstance(cache, dict):
+        cache[_ASYNCIO_SCOPE] = "function"
 
 
 @pytest.fixture

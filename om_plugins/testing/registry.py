@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pluggy
 
-import om_plugins
-from om_core.plugins import PluginHooks, PluginLoadError, register
-from om_core.plugins.loader import instantiate
-from om_core.plugins.versions import version_matches
+from om_core.plugins import PluginHooks, register
+from om_core.plugins.loader import check_api_version, instantiate
 
 __all__ = ["PluginRegistrar", "plugin_name"]
 
@@ -33,19 +30,6 @@ def plugin_name(plugin: object) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", raw).lower()
 
 
-def _check_api_version(name: str, plugin: object) -> None:
-    owner = plugin if isinstance(plugin, type) else type(plugin)
-    wanted = getattr(plugin, "om_api_version", None)
-    if wanted is None:
-        wanted = getattr(sys.modules.get(owner.__module__), "om_api_version", None)
-    if wanted is not None and not version_matches(om_plugins.__api_version__, str(wanted)):
-        raise PluginLoadError(
-            name,
-            f"requires plugin API {wanted}, this Order Manager provides "
-            f"{om_plugins.__api_version__}",
-        )
-
-
 def prepare(plugin: object, name: str, settings: Mapping[str, Any] | None) -> object:
     """The object to register: a class is instantiated with its settings validated by its
     ``settings_model`` (as the engine does); an object is used as it is."""
@@ -56,7 +40,7 @@ def prepare(plugin: object, name: str, settings: Mapping[str, Any] | None) -> ob
         return obj
     if settings:
         raise TypeError("settings can only be given with a plugin class, not an instance")
-    _check_api_version(name, plugin)
+    check_api_version(name, plugin)
     return plugin
 
 
@@ -65,8 +49,8 @@ class PluginRegistrar:
 
     Call it: ``register_plugin(MyRisk(), name="my_risk")`` returns the registered object.
     A class is instantiated, with ``settings=`` validated by its ``settings_model``.
-    Registration validates like the engine does: an unknown ``om_*`` hook, a wrong hook
-    signature or an unsupported ``om_api_version`` raises
+    Registration validates like the engine does: no hook at all, an unknown ``om_*`` hook, a
+    wrong hook signature or an unsupported ``om_api_version`` raises
     :class:`~om_plugins.PluginError` naming the plugin.
     """
 

@@ -246,12 +246,6 @@ class PaperExchange(ExchangeAdapter):
         ]
         return [e for o in found for e in o.executions if since is None or e.executed_at >= since]
 
-    async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates | None:
-        return FeeRates(maker=self.settings.maker_fee_rate, taker=self.settings.taker_fee_rate)
-
-    async def get_leverage(self, category: Category, symbol: str) -> Decimal | None:
-        return self.settings.leverage
-
     def position(self, symbol: str) -> PaperPosition:
         """The simulated net position of ``symbol`` (a copy)."""
         pos = self._ledger.positions.get(symbol, PaperPosition())
@@ -260,6 +254,25 @@ class PaperExchange(ExchangeAdapter):
     @property
     def wallet_balance(self) -> Decimal:
         return self._ledger.wallet_balance
+
+    # -- account controls for tests, and the optional reads of plugin API 1.1 ---------------
+
+    def set_wallet_balance(self, amount: Decimal) -> None:
+        """Set the USDT wallet balance (available balance follows, less margin in use)."""
+        self._ledger.wallet_balance = amount
+
+    def set_position(self, symbol: str, size: Decimal, avg_entry_price: Decimal) -> None:
+        """Make the account hold ``size`` (signed) of ``symbol`` at ``avg_entry_price``."""
+        self._lookup(Category.LINEAR, symbol)
+        self._ledger.positions[symbol] = PaperPosition(size=size, cost=abs(size) * avg_entry_price)
+
+    async def get_fee_rates(self, category: Category, symbol: str) -> FeeRates | None:
+        self._lookup(category, symbol)
+        return FeeRates(maker=self.settings.maker_fee_rate, taker=self.settings.taker_fee_rate)
+
+    async def get_leverage(self, category: Category, symbol: str) -> Decimal | None:
+        self._lookup(category, symbol)
+        return self.settings.leverage
 
     # -- ExchangeAdapter --------------------------------------------------------------------
 

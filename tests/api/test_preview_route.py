@@ -40,3 +40,16 @@ async def test_preview_of_a_rejected_signal_lists_every_reason(api: Api) -> None
     result = response.json()
     assert result["would_send"] is None
     assert [r["code"] for r in result["rejections"]] == ["QTY_BELOW_MINIMUM"]
+
+
+async def test_a_body_that_is_no_valid_signal_is_answered_with_its_problems(api: Api) -> None:
+    for body in (b"not json", b"[1, 2]", b'{"signal_id": "pv-3", "symbol": "BTCUSDT"}'):
+        response = await api.client.post(
+            "/api/v1/orders/preview", content=body, headers={"X-API-Key": TRADE_KEY}
+        )
+        assert response.status_code == 200, body
+        result = response.json()
+        assert result["would_send"] is None
+        assert {(r["plugin"], r["code"]) for r in result["rejections"]} == {
+            ("engine", "INVALID_SIGNAL")
+        }

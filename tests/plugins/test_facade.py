@@ -3,6 +3,7 @@ defaults, and a misbehaving plugin fails closed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from om_plugins import (
     Rejection,
     hookimpl,
 )
+from om_plugins.testing import make_order
 from tests import builders
 
 
@@ -167,3 +169,131 @@ def test_tracing_logs_hook_calls(hooks: PluginHooks, caplog: pytest.LogCaptureFi
     messages = [r.getMessage() for r in caplog.records]
     assert any("hook om_select_order_type → ['builtin']" in m for m in messages)
     assert any("om_select_order_type ←" in m and " ms" in m for m in messages)
+
+
+# -- feedback that names the culprit ------------------------------------------------------------
+
+
+class SaysTrue:
+    @hookimpl
+    def om_check_signal(self, signal, context):  # type: ignore[no-untyped-def]
+        return True
+
+
+class SaysMixed:
+    @hookimpl
+    def om_check_order(self, order, signal, context):  # type: ignore[no-untyped-def]
+        return [Rejection("OK", "fine"), "not a rejection"]
+
+
+class SizesWithADecimal:
+    @hookimpl
+    def om_calculate_quantity(self, signal, context, order_type):  # type: ignore[no-untyped-def]
+        return Decimal("0.5")
+
+
+class AsyncCheck:
+    @hookimpl
+    async def om_check_signal(self, signal, context):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_vote_hook_returning_the_wrong_type_is_refused_naming_plugin_hook_and_value(
+    hooks: PluginHooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    registered(hooks, SaysTrue(), "quant_risk")
+    (reason,) = hooks.check_signal(builders.signal(), builders.context())
+    assert (reason.plugin, reason.code) == ("quant_risk", PLUGIN_ERROR)
+    assert reason.message == (
+        "om_check_signal returned True (bool); it may return a Rejection, a list of "
+        "Rejection, or None"
+    )
+    assert reason.details == {
+        "hook": "om_check_signal",
+        "returned": "bool",
+        "expected": "a Rejection, a list of Rejection, or None",
+    }
+    # Reported as the plugin's mistake, not as a crash of the engine's facade.
+    assert not [r for r in caplog.records if r.exc_info]
+    registered(hooks, SaysMixed(), "mixed")
+    (mixed,) = hooks.check_order(make_order(), builders.signal(), builders.context())
+    assert (mixed.plugin, mixed.code) == ("mixed", PLUGIN_ERROR)
+    assert mixed.message.startswith(
+        "om_check_order returned a list holding 'not a rejection' (str); it may return"
+    )
+
+
+def test_a_sizing_hook_returning_a_decimal_is_told_what_it_may_return(
+    hooks: PluginHooks,
+) -> None:
+    registered(hooks, SyncSizing(), "sizing")
+    registered(hooks, SizesWithADecimal(), "stop_sizing")
+    result = hooks.calculate_quantity(
+        builders.signal(), builders.context(), OrderTypeDecision(OrderType.MARKET)
+    )
+    assert isinstance(result, Rejection)
+    assert (result.plugin, result.code) == ("stop_sizing", PLUGIN_ERROR)
+    assert result.message == (
+        "om_calculate_quantity returned Decimal('0.5') (Decimal); it may return "
+        "QuantityDecision, Rejection or None"
+    )
+
+
+def test_the_awaitable_message_names_the_hook(hooks: PluginHooks) -> None:
+    registered(hooks, AsyncCheck(), "async_check")
+    (reason,) = hooks.check_signal(builders.signal(), builders.context())
+    assert reason.message.startswith("om_check_signal is async (it returned an awaitable)")
+    registered(hooks, SyncSizing(), "builtin")
+    registered(hooks, AsyncSizing(), "async_sizing")
+    sized = hooks.calculate_quantity(
+        builders.signal(), builders.context(), OrderTypeDecision(OrderType.MARKET)
+    )
+    assert isinstance(sized, Rejection)
+    assert sized.message.startswith("om_calculate_quantity is async")
+    assert "define it with def, not async def" in sized.message
+
+
+def test_first_result_decisions_say_which_plugin_decided(hooks: PluginHooks) -> None:
+    registered(hooks, DefaultType(), "order_type")
+    registered(hooks, LimitType(), "limits")
+    decided = hooks.choose_order_type(builders.signal(), builders.context())
+    assert not isinstance(decided, Rejection)
+    assert (decided.plugin, decided.value.order_type) == ("limits", OrderType.LIMIT)
+
+
+# -- the time budget ----------------------------------------------------------------------------
+
+
+class Slow:
+    @hookimpl
+    def om_check_signal(self, signal, context):  # type: ignore[no-untyped-def]
+        time.sleep(0.005)  # the subject of the test: a hook over its budget
+        return None
+
+
+def _samples(plugin: str, hook: str) -> float:
+    from om_core.metrics import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "om_plugin_hook_duration_seconds_count", {"plugin": plugin, "hook": hook}
+    )
+    return value or 0.0
+
+
+def test_a_hook_over_its_budget_is_a_warning_and_every_call_is_measured(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hooks = PluginHooks(new_plugin_manager(), budget_ms=1)
+    registered(hooks, Slow(), "slow_budget")
+    registered(hooks, SaysNoTwice(), "quick_budget")
+    before = _samples("slow_budget", "om_check_signal"), _samples("quick_budget", "om_check_signal")
+    with caplog.at_level("WARNING", logger="om_core.plugins"):
+        hooks.check_signal(builders.signal(), builders.context())
+        hooks.check_signal(builders.signal(), builders.context())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # Once per plugin hook within 10 s: a slow plugin cannot flood the log.
+    assert len(warnings) == 1
+    assert warnings[0].startswith("plugin 'slow_budget' hook om_check_signal took ")
+    assert "ms, over the 1 ms budget (OM_HOOK_BUDGET_MS)" in warnings[0]
+    after = _samples("slow_budget", "om_check_signal"), _samples("quick_budget", "om_check_signal")
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 2)

@@ -130,3 +130,50 @@ def test_api_version_is_documented() -> None:
     assert om_plugins.__api_version__ == "2.0.0"
     assert f'`"{om_plugins.__api_version__}"`' in TEXT
     assert 'om_api_version = ">=2,<3"' in TEXT
+
+
+def test_configuration_time_budget_scaffold_and_context_are_documented() -> None:
+    for heading in ("## Configuration", "## Time budget", "## The decision context"):
+        assert f"\n{heading}\n" in TEXT, heading
+    for phrase in (
+        "om plugins new",
+        "om plugins show",
+        "OM_HOOK_BUDGET_MS",
+        "om_plugin_hook_duration_seconds",
+        "OM_TRADING_DAY_START",
+        "[plugin.<name>]",
+        "did you mean",
+        "set_time",
+        "advance_time",
+        "set_open_order",
+        "`fees` (2.0)",
+        "`leverage` (2.0)",
+        "`today` (2.0)",
+    ):
+        assert phrase in TEXT, phrase
+
+
+def test_the_sizing_hook_documents_what_sizing_finds_in_the_context() -> None:
+    doc = hookspecs.om_calculate_quantity.__doc__ or ""
+    for name in (
+        "min_qty",
+        "max_qty",
+        "max_market_qty",
+        "min_notional",
+        "qty_unit",
+        "contract_size",
+        "context.fees",
+        "context.leverage",
+        "context.today",
+    ):
+        assert name in doc, name
+    module = hookspecs.__doc__ or ""
+    assert "worker thread" in module and "OM_HOOK_BUDGET_MS" in module
+
+
+def test_the_api_reference_has_the_preview_route_and_its_body() -> None:
+    api = (DOCS.parent / "api.md").read_text(encoding="utf-8")
+    assert "| `POST /api/v1/orders/preview` | trade |" in api
+    section = api.split("### `POST /api/v1/orders/preview`", 1)[1]
+    assert '"would_send"' in section and '"rejections"' in section
+    assert '{"signal_id": "preview-1", "symbol": "BTCUSDT"' in section

@@ -3,6 +3,7 @@ tests, which use nothing but ``om_plugins`` and ``om_plugins.testing``."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -40,18 +41,22 @@ def test_the_examples_are_the_ones_documented() -> None:
 def test_example_package_is_complete(path: Path) -> None:
     project = tomllib.loads((path / "pyproject.toml").read_text())
     assert "order-manager" in project["project"]["dependencies"]
+    assert "pytest>=8" in project["project"]["optional-dependencies"]["test"]
     (entry_point,) = project["project"]["entry-points"]["order_manager.plugins"].items()
     name, _target = entry_point
     readme = (path / "README.md").read_text()
-    assert f"pip install -e examples/{path.name}" in readme
+    assert "pip install -e" in readme
     assert f"OM_PLUGINS=builtin,{name}" in readme
+    assert "[plugins." not in readme  # the settings tables are [plugin.<name>]
     assert list((path / "tests").glob("test_*.py"))
-    for test_file in (path / "tests").glob("test_*.py"):
-        source = test_file.read_text()
-        # An author's tests depend on the public SDK only, never on the engine's internals.
-        assert (
-            "om_core" not in source and "plugins_builtin" not in source and "tests." not in (source)
-        ), test_file
+    for source_file in [*(path / "tests").glob("test_*.py"), *(path / "src").rglob("*.py")]:
+        source = source_file.read_text()
+        # An author's code depends on the public SDK only, never on the engine's internals.
+        assert "om_core" not in source and "plugins_builtin" not in source, source_file
+        assert "tests." not in source, source_file
+        if source_file.name.startswith("test_"):
+            # ...nor on the harness's internals or anyone's private attributes.
+            assert not re.search(r"harness\.(service|_)|(?<!self)\._[a-z]", source), source_file
 
 
 @pytest.mark.parametrize("path", PACKAGES, ids=[p.name for p in PACKAGES])

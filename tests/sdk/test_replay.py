@@ -118,5 +118,5 @@ def test_unreadable_file_and_broken_plugin_list_fail_cleanly(tmp_path: Path) -> 
     missing = om("replay", str(tmp_path / "nope.jsonl"), cwd=tmp_path)
     assert missing.returncode == 1 and "cannot read" in missing.stderr
     unknown = om("replay", "--plugins", "builtin,not_installed", str(SAMPLE), cwd=tmp_path)
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2  # a configuration mistake, like every plugin-loading error
     assert "error: plugin 'not_installed': is enabled but not installed" in unknown.stderr

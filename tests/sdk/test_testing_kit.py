@@ -3,15 +3,21 @@ builders, used exactly as a plugin author would use them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from om_core.config import ConfigError
 from om_core.plugins import PLUGIN_ERROR, PluginLoadError
 from om_plugins import (
+    DecisionContext,
+    FeeRates,
     OrderType,
     OrderTypeDecision,
+    PnL,
+    QuantityDecision,
     Rejection,
     Side,
     TimeInForce,
@@ -375,3 +381,186 @@ def test_fixtures_work_in_a_project_without_asyncio_configuration(
     )
     result = pytester.runpytest_subprocess("-p", "no:asyncio", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+
+
+# -- the harness refuses what the service refuses -----------------------------------------------
+
+
+def test_settings_for_a_plugin_the_harness_does_not_enable_are_an_error() -> None:
+    with pytest.raises(PluginLoadError) as info:
+        EngineHarness(
+            plugins=["paper", "order_type", "sizing"],
+            settings={"risk": {"max_order_notional": "1"}},
+        ).start()
+    assert info.value.problems == [
+        "plugin 'risk': [plugin.risk] sets plugin 'risk', which is not enabled: add it to "
+        "plugins / OM_PLUGINS, or remove the table"
+    ]
+    with pytest.raises(ConfigError, match=r"OM_MAX_SIGNAL_AGE: .*did you mean"):
+        EngineHarness(env={"OM_MAX_SIGNAL_AGE": "5"}).start()
+
+
+def test_enabled_plugins_and_their_objects_are_public(harness: EngineHarness) -> None:
+    assert harness.enabled_plugins == ("paper", "risk", "order_type", "sizing", "bybit")
+    assert harness.get_plugin("risk").settings.max_order_notional == Decimal(100_000)
+    with pytest.raises(KeyError, match="no plugin 'nope'"):
+        harness.get_plugin("nope")
+
+
+# -- the clock ----------------------------------------------------------------------------------
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.contexts: list[DecisionContext] = []
+
+    @hookimpl
+    def om_check_signal(self, signal, context):  # type: ignore[no-untyped-def]
+        self.contexts.append(context)
+
+
+@pytest.mark.om_harness(now="2025-03-03T09:30:00Z")
+def test_the_engine_runs_on_the_harness_clock(
+    harness: EngineHarness, register_plugin: PluginRegistrar
+) -> None:
+    seen = register_plugin(Capture())
+    assert harness.now == datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
+    created = "2025-03-03T09:29:00Z"
+    assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001", created_at=created).placed
+    assert seen.contexts[-1].now == harness.now
+    harness.advance_time(minutes=1, seconds=1)  # the signal is now 2 min 1 s old
+    stale = harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001", created_at=created)
+    assert stale.codes == ["SIGNAL_STALE"]  # the engine's own limit, 60 s
+    assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").placed
+    assert seen.contexts[-1].now == datetime(2025, 3, 3, 9, 31, 1, tzinfo=UTC)
+    harness.set_time("2025-03-04T00:00:00+00:00")
+    assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").placed
+    assert seen.contexts[-1].today.start == datetime(2025, 3, 4, tzinfo=UTC)
+
+
+@pytest.mark.om_harness(now="2025-03-03T09:30:00Z", settings={"risk": {"max_orders_per_minute": 2}})
+def test_the_order_rate_window_moves_with_the_clock(harness: EngineHarness) -> None:
+    for _ in range(2):
+        assert harness.run_sync(symbol="SOLUSDT", side="buy", qty="1").placed
+    assert harness.run_sync(symbol="SOLUSDT", side="buy", qty="1").codes == ["ORDER_RATE_LIMIT"]
+    harness.advance_time(seconds=61)
+    assert harness.run_sync(symbol="SOLUSDT", side="buy", qty="1").placed
+
+
+def test_each_harness_has_its_own_clock(harness_factory) -> None:  # type: ignore[no-untyped-def]
+    frozen = harness_factory(now="2030-01-01T00:00:00Z")
+    wall = harness_factory()
+    assert frozen.now.year == 2030 and wall.now.year < 2030
+    with pytest.raises(ValueError, match="timezone-aware"):
+        frozen.set_time(datetime(2030, 1, 1))
+
+
+# -- public setters -----------------------------------------------------------------------------
+
+
+@pytest.mark.om_harness(settings={"risk": {"max_open_orders_per_symbol": 2}})
+def test_open_orders_can_be_set(harness: EngineHarness, register_plugin: PluginRegistrar) -> None:
+    seen = register_plugin(Capture())
+    first = harness.set_open_order_sync("ETHUSDT", "buy", "0.5", price="2900")
+    harness.set_open_order_sync("ETHUSDT", "sell", "1", price="3100", filled_qty="0.25")
+    outcome = harness.run_sync(symbol="ETHUSDT", side="buy", qty="0.1")
+    assert outcome.codes == ["MAX_OPEN_ORDERS"]
+    orders = seen.contexts[-1].open_orders
+    assert (orders[0].client_order_id, orders[0].side, orders[0].qty, orders[0].price) == (
+        first,
+        Side.BUY,
+        Decimal("0.5"),
+        Decimal("2900"),
+    )
+    assert orders[0].status == "new"
+    assert (orders[1].filled_qty, orders[1].status) == (Decimal("0.25"), "partially_filled")
+    assert harness.paper.orders == {}  # only the engine knows them
+
+
+# -- the richer decision context ----------------------------------------------------------------
+
+
+@pytest.mark.om_harness(now="2025-03-03T10:00:00Z", env={"OM_TRADING_DAY_START": "22:00"})
+def test_the_context_has_fees_leverage_and_the_trading_days_pnl(
+    harness: EngineHarness, register_plugin: PluginRegistrar
+) -> None:
+    seen = register_plugin(Capture())
+    harness.set_position_sync("ETHUSDT", "1", realized_pnl="-120", fees_paid="3")
+    harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
+    ctx = seen.contexts[-1]
+    assert ctx.fees == FeeRates(maker=Decimal("0.0002"), taker=Decimal("0.00055"))
+    assert ctx.leverage == Decimal(10)
+    # The day began at 22:00 UTC yesterday.
+    assert (ctx.today.start, ctx.today.end) == (
+        datetime(2025, 3, 2, 22, tzinfo=UTC),
+        datetime(2025, 3, 3, 22, tzinfo=UTC),
+    )
+    assert ctx.today.total == PnL(Decimal("-120"), Decimal("3"))
+    assert ctx.today.symbol("ETHUSDT").net == Decimal("-123")
+    assert ctx.today.symbol("BTCUSDT") == PnL()
+
+    harness.advance_time(hours=12, minutes=30)  # 22:30: a new trading day
+    harness.set_position_sync("ETHUSDT", "0", realized_pnl="-100", fees_paid="4")
+    harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
+    today = seen.contexts[-1].today
+    assert today.start == datetime(2025, 3, 3, 22, tzinfo=UTC)
+    # Only what changed since the day began: +20 realized, 1 more in fees — the position
+    # is flat now, and still counted.
+    assert today.by_symbol == {"ETHUSDT": PnL(Decimal("20"), Decimal("1"))}
+
+
+# -- an invalid decision is the plugin's --------------------------------------------------------
+
+
+class Sloppy:
+    @hookimpl
+    def om_calculate_quantity(self, signal, context, order_type):  # type: ignore[no-untyped-def]
+        return QuantityDecision(Decimal("0.0105"))  # not on BTCUSDT's 0.001 step
+
+    @hookimpl
+    def om_select_order_type(self, signal, context):  # type: ignore[no-untyped-def]
+        if signal.symbol == "ETHUSDT":
+            return OrderTypeDecision(OrderType.LIMIT, Decimal("2999.995"))  # off the tick
+        return None
+
+
+def test_an_invalid_decision_is_attributed_to_the_plugin_that_made_it(
+    harness: EngineHarness, register_plugin: PluginRegistrar
+) -> None:
+    register_plugin(Sloppy(), name="sloppy")
+    (reason,) = harness.run_sync(symbol="BTCUSDT", side="buy").reasons
+    assert (reason.plugin, reason.code) == ("sloppy", "INVALID_DECISION")
+    assert reason.message.startswith(
+        "om_calculate_quantity returned qty 0.0105, not a positive multiple of the "
+        "instrument's qty_step 0.001"
+    )
+    reasons = harness.run_sync(symbol="ETHUSDT", side="buy").reasons
+    assert [(r.plugin, r.code, r.details["hook"]) for r in reasons] == [
+        ("sloppy", "INVALID_DECISION", "om_calculate_quantity"),
+        ("sloppy", "INVALID_DECISION", "om_select_order_type"),
+    ]
+    assert harness.paper.create_calls == []
+
+
+# -- a plugin author's test run prints no warning -----------------------------------------------
+
+
+def test_a_plugin_projects_test_run_has_no_warnings(pytester: pytest.Pytester) -> None:
+    # A project with no pytest configuration, in an environment where pytest-asyncio is
+    # installed (it comes with Order Manager's test tools).
+    pytester.makepyprojecttoml('[project]\nname = "om-author"\n')
+    pytester.makepyfile(
+        test_author="""
+        from om_plugins.testing import make_context, make_signal
+
+        def test_unit():
+            assert make_context().now.tzinfo is not None and make_signal().symbol == "BTCUSDT"
+
+        def test_harness(harness):
+            assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").placed
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert "asyncio" in result.stdout.str()  # pytest-asyncio was active
+    assert result.parseoutcomes() == {"passed": 2}
+    assert "Warning" not in result.stdout.str() + result.stderr.str()

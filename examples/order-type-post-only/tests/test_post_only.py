@@ -50,4 +50,4 @@ def test_through_the_engine_before_the_builtin_order_type() -> None:
         strong = harness.run_sync(symbol="SOLUSDT", side="sell", strength="0.9", qty="2")
         assert (strong.order.order_type, strong.order.price) == (OrderType.MARKET, None)
         # Enabled after the built-ins, yet asked first: the built-in rules are `trylast`.
-        assert list(harness.service.plugins.objects)[-1] == "post_only"
+        assert harness.enabled_plugins[-1] == "post_only"

@@ -1,4 +1,6 @@
-from om_plugin_template import TemplatePlugin, TemplateSettings
+"""The template plugin: each hook on its own, then through the real engine."""
+
+from om_template import TemplatePlugin, TemplateSettings
 
 from om_plugins.testing import EngineHarness, make_context, make_signal
 
@@ -13,6 +15,8 @@ def test_blocked_symbol_is_refused_and_others_pass() -> None:
 def test_enabled_through_its_entry_point() -> None:
     settings = {"template": {"blocked_symbols": ["BTCUSDT"]}}
     with EngineHarness(plugins=["builtin", "template"], settings=settings) as harness:
-        outcome = harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
-        assert [(r.plugin, r.code) for r in outcome.reasons] == [("template", "SYMBOL_BLOCKED")]
+        blocked = harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
+        assert [(r.plugin, r.code) for r in blocked.reasons] == [
+            ("template", "SYMBOL_BLOCKED"),
+        ]
         assert harness.run_sync(symbol="ETHUSDT", side="buy", qty="0.01").placed

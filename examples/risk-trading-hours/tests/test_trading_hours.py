@@ -12,6 +12,7 @@ from om_plugins.testing import (
     make_context,
     make_position,
     make_signal,
+    make_trading_day,
 )
 
 MONDAY_10 = datetime(2025, 1, 6, 10, 0, tzinfo=UTC)
@@ -53,22 +54,29 @@ def test_a_window_across_midnight_belongs_to_the_day_it_opened() -> None:
     ]
 
 
-def test_loss_limit_counts_realized_pnl_net_of_fees() -> None:
+def test_loss_limit_counts_todays_realized_pnl_net_of_fees() -> None:
     rules = plugin(max_daily_loss="500")
-    own = make_position("BTCUSDT", "0", realized_pnl="-480", fees_paid="15")
-    other = make_position("ETHUSDT", "2", realized_pnl="-10")
-    ctx = make_context(position=own, positions=[other])
+    today = make_trading_day(by_symbol={"BTCUSDT": ("-480", "15"), "ETHUSDT": ("-10", "0")})
+    ctx = make_context(today=today)
     assert realized_loss(ctx) == Decimal("505")
     (reason,) = rules.om_check_signal(make_signal(), ctx)
-    assert (reason.code, reason.details) == ("MAX_DAILY_LOSS", {"limit": "500", "actual": "505"})
-    winning = make_context(position=make_position(realized_pnl="100"), positions=[other])
+    assert (reason.code, reason.details) == (
+        "MAX_DAILY_LOSS",
+        {"limit": "500", "actual": "505", "day_start": "2025-01-06T00:00:00+00:00"},
+    )
+    # What positions realized before today does not count.
+    old_losses = make_position(realized_pnl="-9000")
+    winning = make_context(position=old_losses, today=make_trading_day(realized_pnl="100"))
     assert rules.om_check_signal(make_signal(), winning) == []
 
 
 def test_reduce_only_signals_may_always_shrink_risk() -> None:
     rules = plugin(start="08:00", end="09:00", max_daily_loss="1")
+    night = MONDAY_10.replace(hour=23)
     losing_at_night = make_context(
-        now=MONDAY_10.replace(hour=23), position=make_position(size="1", realized_pnl="-50")
+        now=night,
+        position=make_position(size="1"),
+        today=make_trading_day(realized_pnl="-50", now=night),
     )
     assert rules.om_check_signal(make_signal(side="sell", reduce_only=True), losing_at_night) == []
     strict = plugin(start="08:00", end="09:00", allow_reduce_only=False)
@@ -86,28 +94,38 @@ def test_settings_are_validated() -> None:
 
 def test_standalone_hooks_attribute_the_rejection(register_plugin: PluginRegistrar) -> None:
     register_plugin(TradingHoursPlugin, name="trading_hours", settings={"max_daily_loss": "1"})
-    ctx = make_context(position=make_position(realized_pnl="-2"))
+    ctx = make_context(today=make_trading_day(realized_pnl="-2"))
     reasons = register_plugin.hooks.check_signal(make_signal(), ctx)
     assert [(r.plugin, r.code) for r in reasons] == [("trading_hours", "MAX_DAILY_LOSS")]
 
 
 def test_through_the_engine_enabled_by_name() -> None:
-    # The harness runs on the wall clock: open a window that certainly excludes now.
-    now = datetime.now(UTC)
-    start = (now + timedelta(hours=2)).time().replace(second=0, microsecond=0)
-    end = (now + timedelta(hours=3)).time().replace(second=0, microsecond=0)
-    settings = {"trading_hours": {"start": start.isoformat(), "end": end.isoformat()}}
-    with EngineHarness(plugins=["builtin", "trading_hours"], settings=settings) as harness:
-        outcome = harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
-        assert [(r.plugin, r.code) for r in outcome.reasons] == [
+    settings = {"trading_hours": {"start": "08:00", "end": "16:00", "weekdays": "mon,tue"}}
+    with EngineHarness(
+        plugins=["builtin", "trading_hours"], settings=settings, now="2025-01-06T07:59:00Z"
+    ) as harness:
+        early = harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
+        assert [(r.plugin, r.code) for r in early.reasons] == [
             ("trading_hours", "OUTSIDE_TRADING_HOURS")
         ]
+        harness.advance_time(minutes=1)  # Monday 08:00: the window opens
+        assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").placed
+        harness.set_time("2025-01-08T10:00:00Z")  # Wednesday: not a trading day
+        assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").codes == [
+            "OUTSIDE_TRADING_HOURS"
+        ]
 
+
+def test_the_daily_loss_limit_resets_when_the_day_ends() -> None:
     env = {"OM_PLUGIN_TRADING_HOURS_MAX_DAILY_LOSS": "250"}
-    with EngineHarness(plugins=["builtin", "trading_hours"], env=env) as harness:
+    with EngineHarness(
+        plugins=["builtin", "trading_hours"], env=env, now="2025-01-06T21:00:00Z"
+    ) as harness:
         assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").placed
         harness.set_position_sync("ETHUSDT", "1", realized_pnl="-300")
         outcome = harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001")
         assert outcome.codes == ["MAX_DAILY_LOSS"]
         # Closing the losing position stays possible.
         assert harness.run_sync(symbol="ETHUSDT", side="sell", reduce_only=True).placed
+        harness.advance_time(hours=3)  # Tuesday 00:00 UTC: a new trading day
+        assert harness.run_sync(symbol="BTCUSDT", side="buy", qty="0.001").placed

@@ -3,8 +3,9 @@
 * ``OUTSIDE_TRADING_HOURS`` — ``context.now`` (UTC) is outside ``[start, end)`` on an
   allowed weekday. A window whose ``start`` is after its ``end`` spans midnight
   (``22:00``–``06:00``); the weekday is the one the window opened on.
-* ``MAX_DAILY_LOSS`` — the realized loss (net of fees) the engine reports is at or above
-  ``max_daily_loss``. See :func:`realized_loss` for what is counted.
+* ``MAX_DAILY_LOSS`` — today's realized loss net of fees, over every symbol, is at or above
+  ``max_daily_loss``: ``context.today`` (plugin API 2.0), the trading day starting at the
+  engine's ``OM_TRADING_DAY_START`` (UTC midnight by default).
 
 Reduce-only signals pass both rules unless ``allow_reduce_only`` is off: shrinking a
 position is how risk gets smaller, and must stay possible after hours or after a loss.
@@ -18,10 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from om_plugins import DecisionContext, Position, Rejection, Signal, hookimpl
+from om_plugins import DecisionContext, Rejection, Signal, hookimpl
 
 __all__ = ["TradingHoursPlugin", "TradingHoursSettings", "realized_loss"]
 
+#: ``context.today`` is plugin API 2.0.
 om_api_version = ">=2,<3"
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -39,7 +41,7 @@ class TradingHoursSettings(BaseModel):
         description="Days the window opens on: mon … sun (comma-separated in the env).",
     )
     max_daily_loss: Decimal | None = Field(
-        default=None, gt=0, description="Realized loss (USDT, positive) at which to stop."
+        default=None, gt=0, description="Today's realized loss (USDT, positive) at which to stop."
     )
     allow_reduce_only: bool = Field(
         default=True, description="Let reduce-only signals through both rules."
@@ -71,18 +73,12 @@ class TradingHoursSettings(BaseModel):
 
 
 def realized_loss(context: DecisionContext) -> Decimal:
-    """Realized loss net of fees (positive when losing) over the positions the engine
-    reports: the signal symbol's position and every open position.
+    """Today's realized loss net of fees, over every symbol (positive when losing).
 
-    The engine accumulates ``realized_pnl`` and ``fees_paid`` per position record, and the
-    context lists flat positions of other symbols not at all: the figure is only as "daily"
-    as those records are.
+    ``context.today`` is the engine's figure for the current trading day: what every
+    position realized and paid in fees since the day began, flat positions included.
     """
-    seen: dict[tuple[str, str, int], Position] = {}
-    for position in (context.position, *context.positions):
-        seen[(position.category.value, position.symbol, position.position_idx)] = position
-    net = sum((p.realized_pnl - p.fees_paid for p in seen.values()), Decimal(0))
-    return -net
+    return -context.today.total.net
 
 
 def _in_window(now: datetime, settings: TradingHoursSettings) -> bool:
@@ -133,8 +129,13 @@ class TradingHoursPlugin:
                 found.append(
                     Rejection(
                         code="MAX_DAILY_LOSS",
-                        message=f"realized loss {loss} reached the limit {s.max_daily_loss}",
-                        details={"limit": str(s.max_daily_loss), "actual": str(loss)},
+                        message=f"today's realized loss {loss} reached the limit "
+                        f"{s.max_daily_loss}",
+                        details={
+                            "limit": str(s.max_daily_loss),
+                            "actual": str(loss),
+                            "day_start": context.today.start.isoformat(),
+                        },
                     )
                 )
         return found
