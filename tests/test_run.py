@@ -100,7 +100,7 @@ def test_om_ws_gateway_explains_what_it_needs(tmp_path: Path) -> None:
 
     env.update({"OM_API_ENABLED": "false"})
     proc = om(tmp_path, env, "run", "--with-ws-gateway")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     # The paper exchange reports through the engine itself: it has no gateway to run.
     assert "no enabled plugin provides a stream gateway for exchange 'paper'" in proc.stderr
 

@@ -1,5 +1,5 @@
 """Settings of the Bybit exchange (``OM_EXCHANGE=bybit``): ``OM_BYBIT_<FIELD>`` variables or
-the config file's ``[plugins.bybit]`` table.
+the config file's ``[plugin.bybit]`` table.
 
 Example::
 
@@ -265,7 +265,7 @@ class BybitSettings(BaseModel):
         if missing:
             raise PluginError(
                 f"OM_EXCHANGE=bybit needs {' and '.join(missing)} (or api_key/api_secret in "
-                "[plugins.bybit]); create an API key for the "
+                "[plugin.bybit]); create an API key for the "
                 f"{self.env.value} environment on Bybit"
             )
         assert self.api_key is not None and self.api_secret is not None

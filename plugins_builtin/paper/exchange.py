@@ -183,9 +183,7 @@ class PaperExchange(ExchangeAdapter):
             raise KeyError(f"no resting limit order {client_order_id}")
         wanted = order.remaining_qty if qty is None else min(qty, order.remaining_qty)
         made = len(order.executions)
-        self._execute(
-            order, wanted, order.request.price, self.settings.maker_fee_rate, maker=True
-        )
+        self._execute(order, wanted, order.request.price, self.settings.maker_fee_rate, maker=True)
         self._stream.report(order, order.executions[made:])
         await self._stream.flush()
 

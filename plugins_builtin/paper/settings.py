@@ -1,16 +1,16 @@
-"""Settings of the paper exchange (``[plugins.paper]`` or ``OM_PLUGIN_PAPER_<FIELD>``).
+"""Settings of the paper exchange (``[plugin.paper]`` or ``OM_PLUGIN_PAPER_<FIELD>``).
 
 Example::
 
-    [plugins.paper]
+    [plugin.paper]
     initial_balance = "50000"
     slippage_bps = "2"
     random_walk = false
 
-    [plugins.paper.prices]
+    [plugin.paper.prices]
     BTCUSDT = "65000"
 
-    [plugins.paper.instruments.DOGEUSDT]
+    [plugin.paper.instruments.DOGEUSDT]
     tick_size = "0.00001"
     qty_step = "1"
     min_qty = "1"

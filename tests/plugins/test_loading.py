@@ -378,12 +378,12 @@ def test_a_plugin_without_hook_implementations_is_an_error_naming_it(
     assert empty.startswith("plugin 'empty': implements no hooks: implement one of the hooks (")
 
 
-def test_plugins_declaring_the_1_0_range_keep_working_and_others_are_told_why(
+def test_decision_plugins_declaring_1_x_or_2_keep_working_and_others_are_told_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = (
         "from om_plugins import hookimpl\n"
-        "class Old:\n    om_api_version = '>=1,<2'\n"
+        "class Old:\n    om_api_version = '>=1,<3'\n"
         "    @hookimpl\n    def om_check_signal(self, signal, context):\n        return None\n"
         "class Pinned(Old):\n    om_api_version = '==1.0.0'\n"
     )
@@ -398,9 +398,10 @@ def test_plugins_declaring_the_1_0_range_keep_working_and_others_are_told_why(
     with pytest.raises(PluginLoadError) as info:
         load_plugins(["pinned"], env={})
     assert info.value.problems == [
-        "plugin 'pinned': requires plugin API ==1.0.0, this Order Manager provides 1.1.0 "
-        "(plugin API 1.1 is backwards-compatible with 1.0: a plugin written for 1.x declares "
-        'om_api_version = ">=1,<2")'
+        "plugin 'pinned': requires plugin API ==1.0.0, this Order Manager provides 2.0.0 "
+        "(plugin API 2.0 changed only the exchange adapter interface: a plugin with decision "
+        'hooks only, written for 1.x, declares om_api_version = ">=1,<3" (docs/plugins.md, '
+        "'Changes in 2.0'))"
     ]
 
 

@@ -23,7 +23,7 @@ EXPECTED = [
     "sample-007  placed     buy   market  0.008  -        -",
     "sample-008  rejected   buy   -       -      -        sizing:NOTIONAL_BELOW_MINIMUM",
     "sample-009  placed     sell  limit   2.5    151.24   -",
-    "sample-010  rejected   sell  market  0.5    -        exchange:110017",
+    "sample-010  rejected   sell  market  0.5    -        exchange:REDUCE_ONLY_REJECTED",
     "sample-001  duplicate  buy   market  0.01   -        -",
 ]
 

@@ -191,7 +191,10 @@ async def test_async_context_manager() -> None:
     async with EngineHarness(balance="500") as engine:
         outcome = await engine.run(symbol="BTCUSDT", side="buy", qty="0.1")
         # 6000 USDT of BTC at 10x leverage needs 600 of margin: the paper exchange says no.
-        assert [(r.plugin, r.code) for r in outcome.reasons] == [("exchange", "110007")]
+        assert [(r.plugin, r.code) for r in outcome.reasons] == [
+            ("exchange", "INSUFFICIENT_BALANCE")
+        ]
+        assert outcome.reasons[0].details == {"exchange_code": "110007"}
 
 
 def test_without_paper_in_the_list_the_harness_adds_it() -> None:
@@ -294,7 +297,7 @@ def test_registration_validates_like_the_engine(register_plugin: PluginRegistrar
 
     with pytest.raises(PluginLoadError, match="unknown hook"):
         register_plugin(Typo())
-    with pytest.raises(PluginLoadError, match="requires plugin API >=2,<3"):
+    with pytest.raises(PluginLoadError, match="requires plugin API >=3,<4"):
         register_plugin(Future())
     with pytest.raises(TypeError, match="only be given with a plugin class"):
         register_plugin(Veto(), settings={"x": 1})
