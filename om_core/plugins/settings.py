@@ -6,11 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from om_core.plugins.errors import PluginLoadError
 
-__all__ = ["build_plugin_settings", "env_prefix_for"]
+__all__ = ["build_plugin_settings", "env_prefix_for", "masked_settings"]
 
 
 def env_prefix_for(name: str, target: Any) -> str:
@@ -58,3 +58,35 @@ def build_plugin_settings(
                 f" (got {shown})"
             )
         raise PluginLoadError(name, "invalid settings", problems) from None
+
+
+#: Setting names whose values are never shown (the same words the error messages mask).
+_SECRET_WORDS = ("key", "secret", "password", "token", "passphrase")
+
+
+def masked_settings(settings: BaseModel | None) -> dict[str, Any]:
+    """A plugin's validated settings as JSON, every secret replaced by ``***``.
+
+    A value is secret when its field name says so (``api_key``, ``api_secret``…) or when it
+    is a ``SecretStr``/``SecretBytes``; nested tables are masked the same way.
+    """
+    if settings is None:
+        return {}
+    masked: dict[str, Any] = _mask(settings.model_dump(mode="python"))
+    return masked
+
+
+def _mask(value: Any, name: str = "") -> Any:
+    if isinstance(value, SecretStr | SecretBytes):
+        return "***"
+    if isinstance(value, Mapping):
+        return {str(k): _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask(v, name) for v in value]
+    if name and any(word in name.lower() for word in _SECRET_WORDS) and value not in (None, ""):
+        return "***"
+    if isinstance(value, BaseModel):
+        return _mask(value.model_dump(mode="python"), name)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
