@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI
 
+from api.console import install_console
 from api.errors import install_error_handlers
 from api.routes import (
     charts,
@@ -49,4 +50,5 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(dead_letters.router)
     app.include_router(plugins.router)
     app.include_router(charts.router)
+    install_console(app, service, app.state.keyring)
     return app
