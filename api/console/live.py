@@ -45,6 +45,8 @@ router = APIRouter(include_in_schema=False)
 CLIENT_BACKLOG = 2000
 HEARTBEAT_SECONDS = 15.0
 POSITIONS_EVERY_SECONDS = 5.0
+#: Positions are re-read after fills at most this often (50 fills a second are one read).
+POSITIONS_AFTER_FILL_SECONDS = 1.0
 _BATCH = 500
 
 
@@ -66,6 +68,9 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
         self._closed = False
+        self._signal_ids: set[str] = set()
+        self._positions_due = False
+        self._refresh_wake = asyncio.Event()
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -114,39 +119,33 @@ class Broadcaster:
     # -- the loop ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Render and fan out; reading the database is left to :meth:`_refresh`, so a slow
+        read never holds an order row back."""
         assert self._inbox is not None
         inbox = self._inbox
-        next_positions = time.monotonic() + POSITIONS_EVERY_SECONDS
-        while True:
-            timeout = max(next_positions - time.monotonic(), 0.0)
-            try:
-                first = await asyncio.wait_for(inbox.get(), timeout)
-                batch = [first]
+        refresher = asyncio.create_task(self._refresh(), name="console-live-refresh")
+        try:
+            while True:
+                batch = [await inbox.get()]
                 while not inbox.empty() and len(batch) < _BATCH:
                     batch.append(inbox.get_nowait())
-            except TimeoutError:
-                batch = []
-            try:
                 if any(item.kind == "closed" for item in batch):
                     self.close()
                     return
-                positions_changed = await self._handle(batch)
-                if positions_changed or time.monotonic() >= next_positions:
-                    next_positions = time.monotonic() + POSITIONS_EVERY_SECONDS
-                    if self._clients:
-                        await self._positions()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("console live updates: a batch failed; going on")
+                try:
+                    self._handle(batch)
+                except Exception:
+                    log.exception("console live updates: a batch failed; going on")
+        finally:
+            refresher.cancel()
 
-    async def _handle(self, batch: list[LiveEvent]) -> bool:
+    def _handle(self, batch: list[LiveEvent]) -> None:
         signal_ids: list[str] = []
-        positions_changed = False
         for item in batch:
             data = item.data
             if item.kind == "event":
-                positions_changed |= self._event(data, signal_ids)
+                if self._event(data, signal_ids):
+                    self._positions_due = True
             elif item.kind == "dead_letter":
                 self._dead_letter(data)
             elif item.kind == "signal_accepted":
@@ -157,9 +156,40 @@ class Broadcaster:
                         "signal", {"signal_id": data["signal_id"], "status": "queued", "html": html}
                     )
                 )
-        if signal_ids and self._clients:
-            await self._signals(signal_ids)
-        return positions_changed
+        if signal_ids:
+            self._signal_ids.update(signal_ids)
+        if signal_ids or self._positions_due:
+            self._refresh_wake.set()
+
+    async def _refresh(self) -> None:
+        """Rows that need the database: signals decided (once per batch of ids, shared by
+        every client), positions after fills (at most once a second) and every few seconds."""
+        next_positions = time.monotonic() + POSITIONS_EVERY_SECONDS
+        positions_not_before = 0.0
+        while True:
+            now = time.monotonic()
+            wake_at = next_positions
+            if self._positions_due:
+                wake_at = min(wake_at, max(positions_not_before, now))
+            try:
+                await asyncio.wait_for(self._refresh_wake.wait(), max(wake_at - now, 0.0))
+            except TimeoutError:
+                pass
+            self._refresh_wake.clear()
+            try:
+                ids, self._signal_ids = self._signal_ids, set()
+                if ids and self._clients:
+                    await self._signals(sorted(ids))
+                now = time.monotonic()
+                due = self._positions_due and now >= positions_not_before
+                if due or now >= next_positions:
+                    self._positions_due = False
+                    next_positions = now + POSITIONS_EVERY_SECONDS
+                    positions_not_before = now + POSITIONS_AFTER_FILL_SECONDS
+                    if self._clients:
+                        await self._positions()
+            except Exception:
+                log.exception("console live updates: a refresh failed; going on")
 
     def _event(self, event: Any, signal_ids: list[str]) -> bool:
         kind = str(event.get("event_type", ""))
