@@ -146,7 +146,7 @@ def main() -> None:
         took = time.perf_counter() - started
         print(f"loaded {args.orders} orders in {took:.1f}s ({db.split(':')[0]})")
         with (
-            om_run(db, broker, folder, OM_METRICS_SAMPLE_SECONDS="5") as base,
+            om_run(db, broker, folder, OM_METRICS_SAMPLE_SECONDS="5") as (base, _pid),
             httpx.Client(base_url=base, timeout=30) as client,
         ):
             time_get(client, "/", 3)  # warm-up

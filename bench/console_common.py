@@ -47,9 +47,15 @@ def database(servers: bool) -> Iterator[tuple[str, str, Path]]:
         yield db, amqp, folder
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process used so far (from ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def om_run(db: str, broker: str, folder: Path, **extra: str) -> Iterator[str]:
-    """``om run`` until the block ends; yields its base URL."""
+def om_run(db: str, broker: str, folder: Path, **extra: str) -> Iterator[tuple[str, int]]:
+    """``om run`` until the block ends; yields its base URL and process id."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OM_")}
     env.update(
@@ -79,7 +85,7 @@ def om_run(db: str, broker: str, folder: Path, **extra: str) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("om run did not become ready")
             time.sleep(0.2)
-        yield base
+        yield base, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -18,13 +18,14 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
+import os
 import threading
 import time
 from datetime import datetime
 
 import httpx
 
-from bench.console_common import chromium, database, om_run, summary
+from bench.console_common import chromium, cpu_seconds, database, om_run, summary
 
 
 def sse_reader(base: str, stop: threading.Event, out: list[float]) -> None:
@@ -48,7 +49,8 @@ async def submit(base: str, rate: float, seconds: float) -> tuple[int, list[floa
     """Signals at ``rate`` per second, paced on a clock (not after each answer)."""
     count = int(rate * seconds)
     answers: list[float] = []
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
 
         async def one(n: int) -> None:
             body = {
@@ -85,7 +87,7 @@ def main() -> None:
 
     with (
         database(args.servers) as (db, broker, folder),
-        om_run(db, broker, folder, OM_PLUGIN_PAPER_RANDOM_WALK="false") as base,
+        om_run(db, broker, folder, OM_PLUGIN_PAPER_RANDOM_WALK="false") as (base, pid),
     ):
         stop = threading.Event()
         reader_ms: list[float] = []
@@ -97,6 +99,7 @@ def main() -> None:
             page.goto(base + "/")
             page.locator("#live-status.on").wait_for()
             # Its own thread and loop: Playwright's sync API keeps a loop on this one.
+            cpu_before = cpu_seconds(pid)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 run = pool.submit(asyncio.run, submit(base, args.rate, args.seconds))
                 count, answers = run.result()
@@ -105,6 +108,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     break
                 page.wait_for_timeout(200)
+            cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / count
             page_ms = page.evaluate("window.omLive.latencies")
             received = page.evaluate("window.omLive.received")
             browser.close()
@@ -113,6 +117,11 @@ def main() -> None:
         print(summary("page: event → row in the page", page_ms))
         print(summary("  floor: event → SSE bytes at a Python reader", reader_ms))
         print(summary("  POST /api/v1/signals answered", answers))
+        print(
+            f"om run CPU per signal (HTTP, engine, paper exchange, relay, console): "
+            f"{cpu_ms:.1f} ms, i.e. one core keeps up with {1000 / cpu_ms:.0f} signals/s; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
 
 if __name__ == "__main__":
