@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,11 +95,20 @@ class Broadcaster:
         """Queue ``text`` for every client (``trade`` instead for clients that may act)."""
         for client in list(self._clients):
             message = trade if trade is not None and client.can_trade else text
+            if not message:
+                continue
             try:
                 client.queue.put_nowait(message)
             except asyncio.QueueFull:
                 log.info("a console client fell behind; disconnecting it")
                 self._drop(client)
+
+    def _variant(self, render: Callable[[bool], str], trade: bool) -> str:
+        """A message rendered for clients that may act (``trade``) or not, only when such a
+        client is connected ('' otherwise)."""
+        if any(client.can_trade is trade for client in self._clients):
+            return render(trade)
+        return ""
 
     def _drop(self, client: _Client) -> None:
         self._clients.discard(client)
@@ -205,8 +214,18 @@ class Broadcaster:
                 "occurred_at": occurred,
             }
             self._send(
-                _sse("order", {**data, "html": macro("rows.html", "order_row", order, False)}),
-                trade=_sse("order", {**data, "html": macro("rows.html", "order_row", order, True)}),
+                self._variant(
+                    lambda trade: _sse(
+                        "order", {**data, "html": macro("rows.html", "order_row", order, trade)}
+                    ),
+                    False,
+                ),
+                trade=self._variant(
+                    lambda trade: _sse(
+                        "order", {**data, "html": macro("rows.html", "order_row", order, trade)}
+                    ),
+                    True,
+                ),
             )
             fill = event.get("fill")
             if isinstance(fill, dict):
@@ -242,11 +261,19 @@ class Broadcaster:
         }
         data = {"id": row["id"], "queue": row["queue"], "state": "pending"}
         self._send(
-            _sse(
-                "dead_letter", {**data, "html": macro("rows.html", "dead_letter_row", view, False)}
+            self._variant(
+                lambda trade: _sse(
+                    "dead_letter",
+                    {**data, "html": macro("rows.html", "dead_letter_row", view, trade)},
+                ),
+                False,
             ),
-            trade=_sse(
-                "dead_letter", {**data, "html": macro("rows.html", "dead_letter_row", view, True)}
+            trade=self._variant(
+                lambda trade: _sse(
+                    "dead_letter",
+                    {**data, "html": macro("rows.html", "dead_letter_row", view, trade)},
+                ),
+                True,
             ),
         )
 

@@ -67,9 +67,15 @@ def render(name: str, **context: Any) -> str:
     return TEMPLATES.get_template(name).render(**context)
 
 
+_MODULES: dict[str, Any] = {}
+
+
 def macro(template: str, name: str, *args: Any, **kwargs: Any) -> str:
     """Render one macro of a template (a table row for the live stream)."""
-    module = TEMPLATES.get_template(template).make_module({})
+    module = _MODULES.get(template)
+    if module is None:
+        # Built once: making the module runs the whole template.
+        module = _MODULES[template] = TEMPLATES.get_template(template).make_module({})
     return str(getattr(module, name)(*args, **kwargs))
 
 

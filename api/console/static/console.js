@@ -41,7 +41,11 @@
     if (!row) return null;
     const existing = document.getElementById(row.id);
     if (existing) {
-      if (matches) { existing.replaceWith(row); flash(row); } else existing.remove();
+      if (matches) {
+        existing.replaceWith(row);
+        flash(row);
+        if (row.querySelector("[hx-get], [hx-post]")) htmx.process(row);
+      } else existing.remove();
       return row;
     }
     if (!tbody || !matches) return null;
@@ -50,7 +54,7 @@
     tbody.prepend(row);
     flash(row);
     cap(tbody, limit || 200);
-    htmx.process(row);
+    if (row.querySelector("[hx-get], [hx-post]")) htmx.process(row);
     return row;
   }
 
