@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format install services clean
+.PHONY: run test lint format install services browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +17,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## Run the service on its embedded defaults: SQLite file, in-process bus, paper exchange.
+## Run the service on its embedded defaults: SQLite file, in-process bus, paper exchange;
+## it prints the console's URL.
 run: $(STAMP)
 	$(BIN)/om run
 
 services:
 	@scripts/ensure-services.sh
 
+## Debian's chromium for the console's browser tests (installed when missing, if possible).
+browser:
+	@scripts/ensure-browser.sh
+
 ## The whole test suite (PostgreSQL and RabbitMQ tests included).
-test: $(STAMP) services
+test: $(STAMP) services browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -39,4 +44,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache order_manager.db*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache order_manager.db* artifacts

@@ -6,8 +6,20 @@ import logging
 
 from fastapi import FastAPI
 
+from api.console import install_console
 from api.errors import install_error_handlers
-from api.routes import health, metrics, orders, positions, signals, sync, trading_state
+from api.routes import (
+    charts,
+    dead_letters,
+    health,
+    metrics,
+    orders,
+    plugins,
+    positions,
+    signals,
+    sync,
+    trading_state,
+)
 from api.security import KeyRing
 from om_core.service import Service
 
@@ -35,4 +47,8 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(signals.router)
     app.include_router(trading_state.router)
     app.include_router(sync.router)
+    app.include_router(dead_letters.router)
+    app.include_router(plugins.router)
+    app.include_router(charts.router)
+    install_console(app, service, app.state.keyring)
     return app

@@ -23,12 +23,17 @@ __all__ = [
     "PositionList",
     "PositionOut",
     "RejectionReason",
+    "SignalItem",
     "SignalOut",
+    "SignalPage",
+    "SignalReceipt",
     "SignalSummary",
     "SnapshotOut",
     "SnapshotPage",
     "TradingStateOut",
     "TradingStateUpdate",
+    "described_errors",
+    "error_example",
     "error_responses",
 ]
 
@@ -158,9 +163,21 @@ _ERROR_EXAMPLES: dict[int, tuple[str, dict[str, dict[str, Any]]]] = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for these error statuses, with the error model."""
+    return described_errors({status: _ERROR_EXAMPLES[status] for status in statuses})
+
+
+def error_example(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """One named example of an error body, for :func:`described_errors`."""
+    return _example(code, message, details)
+
+
+def described_errors(
+    entries: dict[int, tuple[str, dict[str, dict[str, Any]]]],
+) -> dict[int | str, dict[str, Any]]:
+    """``responses`` entries for errors a route describes itself: status → (description,
+    examples by name)."""
     out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        description, examples = _ERROR_EXAMPLES[status]
+    for status, (description, examples) in entries.items():
         out[status] = {
             "model": ErrorResponse,
             "description": description,
@@ -456,38 +473,36 @@ class SnapshotPage(BaseModel):
 # -- signals -----------------------------------------------------------------------------------
 
 
-class SignalOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "signal_id": "trend-2026-01-05T10:00:00Z-ETH",
-                    "status": "rejected",
-                    "symbol": "ETHUSDT",
-                    "side": "sell",
-                    "category": "linear",
-                    "reasons": [
-                        {
-                            "plugin": "risk",
-                            "code": "TRADING_HALTED",
-                            "message": "trading is halted",
-                            "details": {"trading_state": "halted"},
-                        }
-                    ],
-                    "payload": {
-                        "signal_id": "trend-2026-01-05T10:00:00Z-ETH",
-                        "symbol": "ETHUSDT",
-                        "side": "sell",
-                        "notional": "500",
-                    },
-                    "signal_created_at": "2026-01-05T10:00:00Z",
-                    "received_at": "2026-01-05T10:00:00.020Z",
-                    "updated_at": "2026-01-05T10:00:00.031Z",
-                    "orders": [],
-                }
-            ]
+_SIGNAL_ITEM_EXAMPLE: dict[str, Any] = {
+    "signal_id": "trend-2026-01-05T10:00:00Z-ETH",
+    "status": "rejected",
+    "symbol": "ETHUSDT",
+    "side": "sell",
+    "category": "linear",
+    "reasons": [
+        {
+            "plugin": "risk",
+            "code": "TRADING_HALTED",
+            "message": "trading is halted",
+            "details": {"trading_state": "halted"},
         }
-    )
+    ],
+    "payload": {
+        "signal_id": "trend-2026-01-05T10:00:00Z-ETH",
+        "symbol": "ETHUSDT",
+        "side": "sell",
+        "notional": "500",
+    },
+    "signal_created_at": "2026-01-05T10:00:00Z",
+    "received_at": "2026-01-05T10:00:00.020Z",
+    "updated_at": "2026-01-05T10:00:00.031Z",
+}
+
+
+class SignalItem(BaseModel):
+    """A signal and its outcome, as listed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SIGNAL_ITEM_EXAMPLE]})
 
     signal_id: str
     status: str = Field(description="`processing`, `placed`, `rejected` or `dead_lettered`.")
@@ -499,7 +514,54 @@ class SignalOut(BaseModel):
     signal_created_at: datetime | None = Field(description="When the model made the signal.")
     received_at: datetime
     updated_at: datetime
+
+
+class SignalOut(SignalItem):
+    """A signal, its outcome and the orders it produced."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_SIGNAL_ITEM_EXAMPLE, "orders": []}]}
+    )
+
     orders: list[OrderOut] = Field(description="The orders it produced, by leg.")
+
+
+class SignalPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_SIGNAL_ITEM_EXAMPLE], "next_cursor": None}]}
+    )
+
+    items: list[SignalItem] = Field(description="Newest first (by when they were received).")
+    next_cursor: str | None = _NEXT_CURSOR
+
+
+class SignalReceipt(BaseModel):
+    """What became of a submitted signal: queued now, or already known."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "signal_id": "manual-2026-01-05-1",
+                    "status": "queued",
+                    "duplicate": False,
+                    "url": "/api/v1/signals/manual-2026-01-05-1",
+                    "signal": None,
+                }
+            ]
+        }
+    )
+
+    signal_id: str
+    status: str = Field(
+        description="`queued` (published to `model-service.trading_signals`, not decided "
+        "yet), else the stored outcome: `processing`, `placed`, `rejected`."
+    )
+    duplicate: bool = Field(
+        description="True when the signal id was known: nothing was published again."
+    )
+    url: str = Field(description="Where to follow its outcome (`GET`).")
+    signal: SignalOut | None = Field(description="The stored signal, when it was known.")
 
 
 # -- trading state -----------------------------------------------------------------------------

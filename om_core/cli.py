@@ -22,8 +22,8 @@ from om_core.logs import configure_logging
 
 if TYPE_CHECKING:
     import uvicorn
+    from fastapi import FastAPI
 
-    from om_core.service import Service
 
 __all__ = ["main"]
 
@@ -246,12 +246,19 @@ async def _run(settings: Settings, *, with_gateway: bool = False) -> int:
     server_task = None
     server = None
     if settings.api_enabled:
-        server = _api_server(service, settings)
+        from api.main import create_app
+
+        app = create_app(service)
+        server = _api_server(app, settings)
         server_task = asyncio.create_task(server.serve(), name="api")
     print(_banner(settings), flush=True)
     await stop.wait()
     log.info("stopping: finishing in-flight messages (grace %ss)", settings.shutdown_grace_seconds)
     if server is not None and server_task is not None:
+        # Live streams first: the server waits for open connections before it exits.
+        from api.console import stop_console
+
+        await stop_console(app)
         server.should_exit = True
         await server_task
     if gateway is not None:
@@ -295,11 +302,8 @@ async def _ws_gateway(settings: Settings) -> int:
     return 0
 
 
-def _api_server(service: Service, settings: Settings) -> uvicorn.Server:
-
+def _api_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     import uvicorn
-
-    from api.main import create_app
 
     class _Server(uvicorn.Server):
         # The service owns SIGINT/SIGTERM; uvicorn must not install (and re-raise) its own.
@@ -308,14 +312,28 @@ def _api_server(service: Service, settings: Settings) -> uvicorn.Server:
             yield
 
     config = uvicorn.Config(
-        create_app(service),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
         access_log=False,
         lifespan="off",
+        # A console left open must not hold the shutdown up for long.
+        timeout_graceful_shutdown=5,
     )
     return _Server(config)
+
+
+def _console_url(settings: Settings) -> str:
+    if not settings.api_enabled:
+        return "disabled (OM_API_ENABLED=false)"
+    host = settings.api_host
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - naming the bind-all address, not binding it
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    sign_in = "sign in with an API key" if settings.api_keys else "no sign-in: loopback only"
+    return f"http://{host}:{settings.api_port}/ ({sign_in})"
 
 
 def _banner(settings: Settings) -> str:
@@ -327,6 +345,7 @@ def _banner(settings: Settings) -> str:
         f"  exchange : {info['exchange']}",
         f"  plugins  : {', '.join(info['plugins'])}",
         f"  API      : {info['api']}",
+        f"  console  : {_console_url(settings)}",
         "Stop with Ctrl-C (SIGINT) or SIGTERM.",
     ]
     return "\n".join(lines)

@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     #: Seconds between periodic snapshots of open positions (0 = only on changes).
     position_snapshot_interval: float = Field(default=300.0, ge=0)
 
+    #: Seconds between samples of the console's charts (the last hour is kept in memory; 0 =
+    #: no sampling).
+    metrics_sample_seconds: float = Field(default=5.0, ge=0)
+
     config_file: Path | None = None
     #: Raw ``[plugin.<name>]`` tables from the config file, validated per plugin later.
     plugin_config: dict[str, dict[str, Any]] = Field(default_factory=dict)

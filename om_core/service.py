@@ -18,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from om_core.config import Settings
 from om_core.db import migrate
 from om_core.db.session import SessionFactory, create_engine, create_session_factory
+from om_core.dead_letters import DeadLetterStore
 from om_core.engine.consumer import SignalConsumer
 from om_core.engine.context import ContextBuilder
 from om_core.engine.executor import OrderExecutor
 from om_core.engine.processor import SignalProcessor
 from om_core.engine.recovery import InDoubtResolver
+from om_core.events.live import LiveFeed
 from om_core.events.relay import OutboxRelay
 from om_core.instruments import Instruments
 from om_core.messaging import MessageBus, create_bus
@@ -32,6 +34,8 @@ from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
 from om_core.reconcile import Reconciler
+from om_core.sampler import Sampler
+from om_core.signals.intake import SignalIntake
 from om_core.updates.apply import UpdateApplier
 from om_core.updates.subscriber import EventSubscriber
 from om_plugins.exchange import ExchangeAdapter, ExchangeContext
@@ -91,6 +95,10 @@ class Service:
         self.snapshots: PeriodicSnapshots
         self.reconciler: Reconciler
         self.instruments: Instruments
+        self.live: LiveFeed
+        self.dead_letters: DeadLetterStore
+        self.sampler: Sampler
+        self.intake: SignalIntake
 
     @property
     def plugins(self) -> LoadedPlugins:
@@ -133,8 +141,23 @@ class Service:
         await self.exchange.start()
         self.instruments = Instruments(self.exchange)
 
-        self.relay = OutboxRelay(self.sessions, self.bus, self.hooks, in_flight=s.outbox_in_flight)
+        #: What the service just did, for the console's live view.
+        self.live = LiveFeed()
+        self.relay = OutboxRelay(
+            self.sessions,
+            self.bus,
+            self.hooks,
+            in_flight=s.outbox_in_flight,
+            on_published=self.live.published_events,
+        )
         self.relay.start()
+        self.dead_letters = DeadLetterStore(
+            self.sessions,
+            self.bus,
+            on_recorded=lambda row: self.live.publish("dead_letter", row),
+        )
+        self.bus.dead_letter_sink = self.dead_letters.record
+        self.intake = SignalIntake(self.sessions, self.bus, self.live)
         max_age = timedelta(seconds=s.max_signal_age_seconds)
         context = ContextBuilder(self.exchange, self.instruments, day_start=s.trading_day_start)
         self.executor = OrderExecutor(
@@ -178,6 +201,9 @@ class Service:
         self.snapshots = PeriodicSnapshots(
             self.sessions, self.exchange, interval=s.position_snapshot_interval
         )
+        self.sampler = Sampler(
+            self.sessions, self.bus, self.exchange, interval=s.metrics_sample_seconds
+        )
 
         await self.hooks.startup(s.describe())
         # Fail closed: nothing new is placed while an earlier order's fate is unknown.
@@ -186,6 +212,7 @@ class Service:
         self.resolver.start()
         self.reconciler.start(s.sync_interval)
         self.snapshots.start()
+        self.sampler.start()
         if consume:
             # Updates first: a fill must never wait behind a queue of new signals.
             self._consumers.append(
@@ -229,6 +256,8 @@ class Service:
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_seconds
+        if hasattr(self, "live"):
+            self.live.close()
         for consumer in self._consumers:
             await consumer.stop(grace)
         self._consumers.clear()
@@ -241,6 +270,8 @@ class Service:
             await self.executor.pause.stop()
         if hasattr(self, "snapshots"):
             await self.snapshots.stop()
+        if hasattr(self, "sampler"):
+            await self.sampler.stop()
         if hasattr(self, "reconciler"):
             await self.reconciler.stop()
         if hasattr(self, "relay"):

@@ -12,6 +12,7 @@ from sqlmodel import Field, SQLModel
 from om_core.db.types import DecimalType, UTCDateTime, utcnow
 
 __all__ = [
+    "DeadLetterRecord",
     "Fill",
     "Order",
     "OrderStatusChange",
@@ -52,7 +53,11 @@ class SignalRecord(SQLModel, table=True):
     """Every signal we saw and its single outcome; ``signal_id`` is the idempotency key."""
 
     __tablename__ = "signals"
-    __table_args__ = (sa.Index("ix_signals_status_received", "status", "received_at"),)
+    __table_args__ = (
+        sa.Index("ix_signals_status_received", "status", "received_at"),
+        # The newest-first listing (GET /api/v1/signals, the console's blotter).
+        sa.Index("ix_signals_received_id", "received_at", "id"),
+    )
 
     id: int | None = _pk()
     signal_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, unique=True))
@@ -335,6 +340,43 @@ class OrderStatusChange(SQLModel, table=True):
     status: str = Field(max_length=32)
     filled_qty: Decimal = _money(default=Decimal(0))
     at: datetime = _ts()
+
+
+class DeadLetterRecord(SQLModel, table=True):
+    """A message a bus dead-lettered, kept with its reason until an operator acts on it.
+
+    Written as the message is dead-lettered (the broker's ``<queue>.dlq`` keeps its own copy);
+    ``state`` is ``pending`` until someone re-drives it to its queue or discards it, and
+    ``resolved_by`` names who did (an API key's fingerprint, never the key).
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        sa.Index("ix_dead_letters_created_id", "created_at", "id"),
+        sa.Index("ix_dead_letters_state", "state"),
+    )
+
+    id: int | None = _pk()
+    #: The queue the message was taken from (and is re-driven to).
+    queue: str = Field(max_length=255)
+    message_id: str | None = Field(default=None, max_length=255)
+    message_type: str | None = Field(default=None, max_length=255)
+    correlation_id: str | None = Field(default=None, max_length=255)
+    content_type: str | None = Field(default=None, max_length=255)
+    #: The publisher's headers (values the JSON column cannot hold are kept as text).
+    headers: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    body: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    #: Deliveries before the one that dead-lettered it.
+    delivery_count: int = 0
+    #: pending | redriven | discarded
+    state: str = Field(max_length=16)
+    resolved_by: str | None = Field(default=None, max_length=64)
+    resolved_at: datetime | None = _ts(nullable=True)
+    #: When it was dead-lettered.
+    created_at: datetime = _ts()
 
 
 def table(model: type[SQLModel]) -> sa.Table:

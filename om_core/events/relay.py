@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -79,6 +79,7 @@ class OutboxRelay:
         bus: MessageBus,
         hooks: PluginHooks | None = None,
         *,
+        on_published: Callable[[Sequence[str]], None] | None = None,
         batch_size: int = 200,
         in_flight: int = 64,
         poll_interval: float = 1.0,
@@ -87,6 +88,8 @@ class OutboxRelay:
         self._factory = factory
         self._bus = bus
         self._hooks = hooks
+        #: Told the payloads of every batch the broker confirmed (the console's live feed).
+        self._on_published = on_published
         self._batch_size = batch_size
         self._in_flight = max(1, in_flight)
         self._poll_interval = poll_interval
@@ -158,6 +161,11 @@ class OutboxRelay:
                     log.warning("outbox event %s not confirmed: %s", row.event_id, error)
                     await conn.execute(_MARK_REFUSED, {"row_id": row.id, "error": str(error)[:500]})
         faults.checkpoint("outbox.marked_sent")
+        if self._on_published is not None and published:
+            try:
+                self._on_published([row.payload for row in published])
+            except Exception:
+                log.exception("a listener to published events failed")
         if self._hooks is not None and self._hooks.observes_order_events:
             for row in published:
                 self._hooks.order_event(json.loads(row.payload))

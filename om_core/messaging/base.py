@@ -29,7 +29,10 @@ What a handler sees:
 * Every published message has a ``message_id``: one is generated when the publisher gave none.
 
 Dead-lettered messages keep body and properties; their headers are the publisher's plus
-``x-om-error`` (the reason) and ``x-om-original-queue``.
+``x-om-error`` (the reason) and ``x-om-original-queue``. A bus given a
+:attr:`MessageBus.dead_letter_sink` also hands every message it dead-letters to it (the service
+keeps them in its ``dead_letters`` table, where the console lists, re-drives and discards them),
+once the copy is in ``<queue>.dlq`` and before the original is acknowledged.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -48,6 +52,8 @@ __all__ = [
     "ORIGINAL_QUEUE_HEADER",
     "Consumer",
     "DeadLetter",
+    "DeadLetterSink",
+    "DeadLettered",
     "Handler",
     "Message",
     "MessageBus",
@@ -85,6 +91,22 @@ class Message:
 
 
 Handler = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLettered:
+    """A message the bus just dead-lettered: where it came from, why, and when."""
+
+    queue: str
+    message: Message
+    reason: str
+    at: datetime
+
+
+#: Receives every message a bus dead-letters (see :attr:`MessageBus.dead_letter_sink`).
+DeadLetterSink = Callable[[DeadLettered], Awaitable[None]]
+#: How long a sink may take before the bus gives up on it and settles the message anyway.
+SINK_TIMEOUT = 10.0
 
 
 class DeadLetter(Exception):
@@ -177,6 +199,26 @@ class Consumer(abc.ABC):
 
 class MessageBus(abc.ABC):
     """A connection to a broker that knows this service's queues."""
+
+    #: Called with each message this bus dead-letters, after its copy is in ``<queue>.dlq``
+    #: and before the original is acknowledged. A sink that fails or takes longer than
+    #: :data:`SINK_TIMEOUT` is logged and changes nothing: the copy in ``<queue>.dlq`` stays.
+    dead_letter_sink: DeadLetterSink | None = None
+
+    async def _sink_dead_letter(self, queue: str, message: Message, reason: str) -> None:
+        sink = self.dead_letter_sink
+        if sink is None:
+            return
+        record = DeadLettered(queue, message, reason, datetime.now(UTC))
+        try:
+            await asyncio.wait_for(sink(record), SINK_TIMEOUT)
+        except Exception:
+            log.exception(
+                "could not record dead-lettered message %s from %s; it is kept in %s",
+                message.message_id,
+                queue,
+                dlq_name(queue),
+            )
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -257,7 +257,9 @@ class _MemoryConsumer(Consumer):
             self._handlers.discard(verdict_task)
             self._slots.release()
         if verdict.settlement is Settlement.DEAD_LETTER:
-            if not self._bus._dead_letter(queue, envelope, verdict.reason):
+            if self._bus._dead_letter(queue, envelope, verdict.reason):
+                await self._bus._sink_dead_letter(queue, envelope.deliver(), verdict.reason)
+            else:
                 self._queue.put(envelope.returned(), front=True)
         elif verdict.settlement is Settlement.REQUEUE:
             self._queue.put(envelope.returned(), front=True)

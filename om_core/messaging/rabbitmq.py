@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import aio_pika
@@ -320,7 +320,13 @@ class RabbitBus(MessageBus):
                 ERROR_HEADER: verdict.reason,
                 ORIGINAL_QUEUE_HEADER: queue,
             }
-            await self._republish_then_ack(dlq_name(queue), queue, incoming, headers)
+            await self._republish_then_ack(
+                dlq_name(queue),
+                queue,
+                incoming,
+                headers,
+                before_ack=lambda: self._sink_dead_letter(queue, message, verdict.reason),
+            )
         elif self.queue_type == "classic":
             headers = {
                 **_publisher_headers(incoming),
@@ -336,6 +342,8 @@ class RabbitBus(MessageBus):
         queue: str,
         incoming: AbstractIncomingMessage,
         headers: dict[str, Any],
+        *,
+        before_ack: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         try:
             await self._publish(target, incoming.body, _copy(incoming, headers))
@@ -349,6 +357,8 @@ class RabbitBus(MessageBus):
             )
             await _nack(queue, incoming)
             return
+        if before_ack is not None:
+            await before_ack()
         await _ack(queue, incoming)
 
 

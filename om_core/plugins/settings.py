@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from om_core.plugins.errors import PluginLoadError
 from om_core.suggest import did_you_mean
@@ -24,6 +24,7 @@ __all__ = [
     "default_env_prefix",
     "env_prefix_for",
     "is_secret_field",
+    "masked_settings",
 ]
 
 DEFAULT_ENV_PREFIX = "OM_PLUGIN_"
@@ -146,3 +147,31 @@ def build_plugin_settings(
     if problems:
         raise PluginLoadError(name, "invalid settings", problems)
     return settings
+
+
+def masked_settings(settings: BaseModel | None) -> dict[str, Any]:
+    """A plugin's validated settings as JSON, every secret replaced by ``***``.
+
+    A value is secret when its field name says so (``api_key``, ``api_secret``…) or when it
+    is a ``SecretStr``/``SecretBytes``; nested tables are masked the same way.
+    """
+    if settings is None:
+        return {}
+    masked: dict[str, Any] = _mask(settings.model_dump(mode="python"))
+    return masked
+
+
+def _mask(value: Any, name: str = "") -> Any:
+    if isinstance(value, SecretStr | SecretBytes):
+        return "***"
+    if isinstance(value, Mapping):
+        return {str(k): _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask(v, name) for v in value]
+    if name and any(word in name.lower() for word in _SECRET_WORDS) and value not in (None, ""):
+        return "***"
+    if isinstance(value, BaseModel):
+        return _mask(value.model_dump(mode="python"), name)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
