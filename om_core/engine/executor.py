@@ -59,8 +59,6 @@ _LIVE = frozenset(
         OrderStatus.TRIGGERED,
     }
 )
-#: Refusals that say "stop asking for a while".
-_THROTTLED = frozenset({ReasonCode.RATE_LIMITED.value, ReasonCode.IP_BANNED.value})
 
 
 class _Again:
@@ -205,8 +203,7 @@ class OrderExecutor:
             await self._rejected(order_id, code, exc.message, exc.code)
         except ExchangeUnavailable as exc:
             wait = exc.retry_after if exc.retry_after is not None else delay
-            if exc.reason_code in _THROTTLED and exc.retry_after is not None:
-                await self.pause.pause(exc.code or exc.reason_code, exc.retry_after, exc.message)
+            await self.pause.pause_for(exc)
             log.warning(
                 "exchange unavailable for %s (%s); retrying in %.2fs",
                 order.client_order_id,

@@ -21,6 +21,8 @@ from om_core.db.models import TradingStateRow
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
 from om_core.trading_state import get_state, set_state
+from om_plugins.errors import ExchangeUnavailable
+from om_plugins.reports import ReasonCode
 from om_plugins.types import TradingState
 
 __all__ = ["ExchangePause"]
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Waits shorter than this are ridden out by retrying; longer ones pause trading.
 PAUSE_AFTER_SECONDS = 30.0
+_SAME_BAN = timedelta(seconds=1)
+#: Refusals that say how long the exchange will keep refusing us.
+THROTTLED = frozenset({ReasonCode.RATE_LIMITED.value, ReasonCode.IP_BANNED.value})
 ACTOR = "engine"
 
 
@@ -43,12 +48,20 @@ class ExchangePause:
         self._previous: tuple[TradingState, str] | None = None
         self._resume: asyncio.Task[None] | None = None
 
+    async def pause_for(self, exc: ExchangeUnavailable) -> None:
+        """Pause if ``exc`` is a ban or throttling that says how long it lasts, whichever
+        call met it: the first request to meet a ban is as often a read as an order."""
+        if exc.reason_code in THROTTLED and exc.retry_after is not None:
+            await self.pause(exc.code or exc.reason_code, exc.retry_after, exc.message)
+
     async def pause(self, code: str, seconds: float, message: str) -> None:
         """The exchange refuses requests for ``seconds``; halt trading until then."""
         if seconds < PAUSE_AFTER_SECONDS:
             return
         until = utcnow() + timedelta(seconds=seconds)
-        if self.until is not None and until <= self.until:
+        # The same ban met again ends when it ended (give or take the clocks' drift): a
+        # longer pause only when the exchange refuses us for longer.
+        if self.until is not None and until <= self.until + _SAME_BAN:
             return
         self.until = until
         metrics.set_exchange_pause(code, until.timestamp())

@@ -31,7 +31,7 @@ from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.plugins.facade import Decided, PluginHooks
 from om_core.signals import store
 from om_core.signals.store import FINAL, SignalStatus
-from om_plugins.errors import ExchangeAuthError, ExchangeRejected
+from om_plugins.errors import ExchangeAuthError, ExchangeRejected, ExchangeUnavailable
 from om_plugins.rounding import is_multiple, round_down, round_up
 from om_plugins.types import (
     DecisionContext,
@@ -192,6 +192,11 @@ class SignalProcessor:
                 details={"exchange_code": exc.code},
                 plugin="engine",
             )
+        except ExchangeUnavailable as exc:
+            # An IP ban met by a read pauses trading as one met by the order would; the
+            # signal is held (retried) meanwhile, without a request reaching the exchange.
+            await self._executor.pause.pause_for(exc)
+            raise
         except ExchangeRejected as exc:
             return Rejection(
                 code="INSTRUMENT_UNAVAILABLE",

@@ -17,6 +17,10 @@ Linear and spot: PnL = closed × (exit − entry) × direction, in the quote coi
 
 Spot fees paid in the base coin shrink the holding (``base_fee``): a buy of 1 BTC that pays
 0.001 BTC in fees holds 0.999 BTC.
+
+An entry price of 0 on a position that is not flat means *unknown*: a spot balance found by
+reconciliation says what is held, not what it cost. Trading on it keeps the entry unknown and
+realizes no PnL on what it closes, rather than valuing the holding at nothing.
 """
 
 from __future__ import annotations
@@ -93,7 +97,9 @@ def apply_trade(
         size, avg, realized = state.size, state.avg_entry_price, state.realized_pnl
         signed = qty if side == "buy" else -qty
         new_size = size + signed
-        if qty == 0:
+        # A holding of unknown cost stays so, and what closes it realizes nothing.
+        unknown_entry = size != 0 and avg == 0
+        if qty == 0 or (unknown_entry and _direction(size) == _direction(signed)):
             new_avg = avg
         elif size == 0 or _direction(size) == _direction(signed):
             # Opening or adding: the entry is the average of everything held.
@@ -107,7 +113,8 @@ def apply_trade(
             entry_value = _entry_value(closed, avg, inverse, contract_size)
             # Linear: closed × (exit − entry); inverse: closed × cs × (1/entry − 1/exit).
             gain = entry_value - closed_value if inverse else closed_value - entry_value
-            realized = quantize(realized + gain * _direction(size))
+            if not unknown_entry:
+                realized = quantize(realized + gain * _direction(size))
             if new_size == 0:
                 new_avg = _ZERO
             elif _direction(new_size) != _direction(size):

@@ -51,6 +51,18 @@ def test_inverse_pnl_is_in_the_base_coin() -> None:
     assert s.realized_pnl == D("0.01")
 
 
+def test_a_holding_of_unknown_cost_is_not_valued_at_nothing() -> None:
+    # 1 BTC found by reconciliation (a spot balance: no entry price), then 1 bought at 100.
+    found = PositionState(size=D(1))
+    s = fills(found, ("buy", "1", "100"))
+    assert (s.size, s.avg_entry_price) == (D(2), D(0))  # still unknown, not 50
+    s = fills(s, ("sell", "2", "120"))
+    assert (s.size, s.realized_pnl) == (D(0), D(0))  # not 240 of invented profit
+    # Flat again, the next position's entry is known.
+    s = fills(s, ("buy", "1", "110"), ("sell", "1", "120"))
+    assert s.realized_pnl == D(10)
+
+
 def test_unrealized() -> None:
     s = fills(PositionState(), ("sell", "2", "100"))
     assert unrealized_pnl(s, D(90)) == D(20)
