@@ -158,10 +158,19 @@ class ExchangeAdapter(abc.ABC):
 
     @abc.abstractmethod
     async def get_order(
-        self, category: Category, symbol: str, client_order_id: str
+        self,
+        category: Category,
+        symbol: str,
+        client_order_id: str,
+        *,
+        exchange_order_id: str = "",
     ) -> OrderReport | None:
-        """Look an order up by client id, wherever the exchange keeps it (open, history, or
-        rebuilt from its executions); ``None`` means the exchange definitively has none."""
+        """Look an order up, wherever the exchange keeps it (open, history, or rebuilt from
+        its executions); ``None`` means the exchange definitively has none.
+
+        By ``client_order_id``; or, when that is empty, by ``exchange_order_id`` — orders
+        placed elsewhere may have no client id the exchange knows.
+        """
 
     @abc.abstractmethod
     async def cancel_order(self, category: Category, symbol: str, client_order_id: str) -> None:

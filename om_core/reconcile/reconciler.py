@@ -130,7 +130,10 @@ class Reconciler:
                 continue
             try:
                 found = await self._exchange.get_order(
-                    Category(order.category), order.symbol, order.client_order_id
+                    Category(order.category),
+                    order.symbol,
+                    _known_client_id(order),
+                    exchange_order_id=order.exchange_order_id or "",
                 )
             except Exception as exc:
                 report.errors.append(f"{order.client_order_id}: lookup failed: {exc}")
@@ -317,6 +320,15 @@ class Reconciler:
     async def stop(self) -> None:
         if self._loop is not None:
             await self._loop.stop()
+
+
+def _known_client_id(order: Order) -> str:
+    """The client id the exchange knows the order by: ``""`` for an order placed elsewhere
+    without one (the engine named it ``ext-<exchange id>``; look it up by that id)."""
+    if order.is_external and order.exchange_order_id:
+        if order.client_order_id == f"ext-{order.exchange_order_id}"[:36]:
+            return ""
+    return order.client_order_id
 
 
 def _position_view(size: Decimal, entry: Decimal) -> dict[str, Any]:

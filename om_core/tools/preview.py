@@ -114,9 +114,16 @@ class ReadOnlyExchange(ExchangeAdapter):
         return await self._inner.get_leverage(category, symbol)
 
     async def get_order(
-        self, category: Category, symbol: str, client_order_id: str
+        self,
+        category: Category,
+        symbol: str,
+        client_order_id: str,
+        *,
+        exchange_order_id: str = "",
     ) -> OrderReport | None:
-        return await self._inner.get_order(category, symbol, client_order_id)
+        return await self._inner.get_order(
+            category, symbol, client_order_id, exchange_order_id=exchange_order_id
+        )
 
     async def list_open_orders(
         self, category: Category, symbol: str | None = None

@@ -331,6 +331,20 @@ class ExchangeContract:
         assert found.order_type is OrderType.LIMIT
 
     @_scenario
+    async def test_an_order_is_found_by_its_exchange_id_too(self, s: ContractSubject) -> None:
+        """Orders placed elsewhere may have no client id the exchange knows: get_order with
+        an empty client id looks them up by the exchange's id."""
+        trade = await _trade(s)
+        request = _request(s, trade)
+        placed = await s.adapter.place_order(request)
+        found = await s.adapter.get_order(
+            s.category, s.symbol, "", exchange_order_id=placed.exchange_order_id
+        )
+        assert found is not None, "a placed order must be found by its exchange id"
+        assert found.exchange_order_id == placed.exchange_order_id
+        assert found.client_order_id == request.client_order_id
+
+    @_scenario
     async def test_an_unknown_client_id_is_none(self, s: ContractSubject) -> None:
         assert await s.adapter.get_order(s.category, s.symbol, _client_id()) is None
 

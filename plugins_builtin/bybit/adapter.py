@@ -309,22 +309,38 @@ class BybitExchange(ExchangeAdapter):
         return PlacedOrder(exchange_order_id=order_id, client_order_id=request.client_order_id)
 
     async def get_order(
-        self, category: Category, symbol: str, client_order_id: str
+        self,
+        category: Category,
+        symbol: str,
+        client_order_id: str,
+        *,
+        exchange_order_id: str = "",
     ) -> OrderReport | None:
         """Open and recent orders first, then the history, then the executions: a filled
         order can drop out of ``/v5/order/realtime`` (and cancelled ones out of the history
-        after 24 h). ``None`` only when all three say they know no such order."""
+        after 24 h). ``None`` only when all three say they know no such order.
+
+        By ``orderLinkId``; by ``orderId`` when no client id is given (orders placed by
+        hand have none)."""
         await self._learn_coins(category, symbol)
-        query = {"category": category.value, "symbol": symbol, "orderLinkId": client_order_id}
+        if client_order_id:
+            key, wanted = "orderLinkId", client_order_id
+        elif exchange_order_id:
+            key, wanted = "orderId", exchange_order_id
+        else:
+            raise ValueError("get_order needs a client order id or an exchange order id")
+        query = {"category": category.value, "symbol": symbol, key: wanted}
         for method, group, what in (
             ("get_open_orders", Group.ORDER_REALTIME, "GET /v5/order/realtime"),
             ("get_order_history", Group.ORDER_HISTORY, "GET /v5/order/history"),
         ):
             reply = await self._read(method, query, group=group, what=what)
             for item in self._items(reply, what):
-                if item.get("orderLinkId") == client_order_id:
+                if item.get(key) == wanted:
                     return self._convert(self._order, item, category, what)
-        executions = await self.list_executions(category, symbol, client_order_id=client_order_id)
+        executions = await self.list_executions(
+            category, symbol, client_order_id=client_order_id, exchange_order_id=exchange_order_id
+        )
         if executions and any(e.kind.moves_position for e in executions):
             return order_from_executions(executions)
         return None

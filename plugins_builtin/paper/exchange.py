@@ -303,9 +303,19 @@ class PaperExchange(ExchangeAdapter):
         raise exc
 
     async def get_order(
-        self, category: Category, symbol: str, client_order_id: str
+        self,
+        category: Category,
+        symbol: str,
+        client_order_id: str,
+        *,
+        exchange_order_id: str = "",
     ) -> OrderReport | None:
-        order = self.orders.get(client_order_id)
+        if client_order_id:
+            order = self.orders.get(client_order_id)
+        else:
+            order = next(
+                (o for o in self.orders.values() if o.order_id == exchange_order_id), None
+            )
         # Like Bybit, a lookup under another symbol or category finds nothing.
         if order is None or order.request.symbol != symbol or order.request.category != category:
             return None

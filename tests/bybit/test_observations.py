@@ -509,16 +509,10 @@ async def test_positions_and_orders_opened_by_hand_appear_after_sync_in_every_ca
 
         again = (await client.post("/api/v1/sync", headers=trade)).json()
         assert again["drifts"] == []
-        # (Its errors list the imported orders as unknown to the exchange: see the xfail
-        # test below.)
+        # Imported orders are looked up by the exchange's id on every later sync.
+        assert again["errors"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconciliation looks an external order up by the client id the engine made up "
-    "for it (ext-<exchange id>), which the exchange never knew, and ExchangeAdapter.get_order "
-    "has no lookup by exchange order id: the order stays open, 'unknown to the exchange'",
-)
 async def test_an_imported_order_cancelled_by_hand_is_cancelled_after_the_next_sync(
     fake: FakeBybit, server_urls: tuple[str, str]
 ) -> None:

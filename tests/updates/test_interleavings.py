@@ -88,7 +88,9 @@ class _Rules(ExchangeAdapter):
     async def place_order(self, request: OrderRequest) -> PlacedOrder:
         raise NotImplementedError
 
-    async def get_order(self, category: Category, symbol: str, cid: str) -> OrderReport | None:
+    async def get_order(
+        self, category: Category, symbol: str, cid: str, *, exchange_order_id: str = ""
+    ) -> OrderReport | None:
         raise NotImplementedError
 
     async def cancel_order(self, category: Category, symbol: str, cid: str) -> None:
