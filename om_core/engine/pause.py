@@ -39,10 +39,15 @@ ACTOR = "engine"
 
 class ExchangePause:
     def __init__(
-        self, factory: SessionFactory, *, on_committed: Callable[[], None] = lambda: None
+        self,
+        factory: SessionFactory,
+        *,
+        on_committed: Callable[[], None] = lambda: None,
+        pause_after: float = PAUSE_AFTER_SECONDS,
     ) -> None:
         self._factory = factory
         self._notify = on_committed
+        self._pause_after = pause_after
         self.until: datetime | None = None
         self._reason = ""
         self._previous: tuple[TradingState, str] | None = None
@@ -56,7 +61,7 @@ class ExchangePause:
 
     async def pause(self, code: str, seconds: float, message: str) -> None:
         """The exchange refuses requests for ``seconds``; halt trading until then."""
-        if seconds < PAUSE_AFTER_SECONDS:
+        if seconds < self._pause_after:
             return
         until = utcnow() + timedelta(seconds=seconds)
         # The same ban met again ends when it ended (give or take the clocks' drift): a
