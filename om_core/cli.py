@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from om_core.config import ConfigError, Settings, load_settings
 from om_core.logs import configure_logging
+from om_core.secret_files import secrets_in_files
 
 if TYPE_CHECKING:
     import uvicorn
@@ -148,6 +149,8 @@ def _secrets(settings: Settings) -> list[str]:
     bybit = settings.plugin_config.get("bybit", {})
     secrets += [os.environ.get("OM_BYBIT_API_SECRET", ""), os.environ.get("OM_BYBIT_API_KEY", "")]
     secrets += [str(bybit.get("api_secret", "")), str(bybit.get("api_key", ""))]
+    # Plugin secrets given as files are read by the plugins later; scrub them from the start.
+    secrets += secrets_in_files(os.environ)
     for url in (settings.database_url, settings.broker_url):
         password = urlsplit(url).password
         if password:

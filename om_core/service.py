@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from om_core.cluster import Coordinator, Group, LocalLocks, LockSession, PgLocks, Slot
+from om_core.cluster.work import PartitionConsumer
 from om_core.config import Settings
 from om_core.db import migrate
 from om_core.db.session import SessionFactory, create_engine, create_session_factory
@@ -40,6 +42,9 @@ from om_plugins.exchange import ExchangeAdapter, ExchangeContext
 __all__ = ["Service", "StartupError"]
 
 log = logging.getLogger("om_core.service")
+
+#: The slot of the work that runs once in a deployment: outbox relay, reconciler, snapshots.
+SINGLETONS = "singletons"
 
 
 class StartupError(Exception):
@@ -76,6 +81,7 @@ class Service:
         self.event_subscriber: EventSubscriber
         self.snapshots: PeriodicSnapshots
         self.reconciler: Reconciler
+        self.coordinator: Coordinator
 
     @property
     def plugins(self) -> LoadedPlugins:
@@ -112,15 +118,18 @@ class Service:
             queue_type=s.queue_type,
             delivery_limit=s.delivery_limit,
             publish_timeout=s.publish_timeout_seconds,
+            partitions=s.partitions,
         )
+        if s.partitions and s.broker_url.startswith("memory://"):
+            log.warning("OM_PARTITIONS applies to RabbitMQ only; the in-process bus ignores it")
         await self.bus.start()
 
         plugin_name, factory = factories[s.exchange]
         self.exchange = factory(ExchangeContext(publish_order_update=self._publish_order_update))
         await self.exchange.start()
 
+        # Started by the coordinator on the one instance that runs the singletons.
         self.relay = OutboxRelay(self.sessions, self.bus, self.hooks, in_flight=s.outbox_in_flight)
-        self.relay.start()
         max_age = timedelta(seconds=s.max_signal_age_seconds)
         context = ContextBuilder(self.exchange)
         self.executor = OrderExecutor(
@@ -163,11 +172,19 @@ class Service:
         await self.hooks.startup(s.describe())
         # Fail closed: nothing new is placed while an earlier order's fate is unknown.
         await self.resolver.resolve_until_settled()
-        await self._reconcile_at_startup()
         self.resolver.start()
-        self.reconciler.start(s.sync_interval)
-        self.snapshots.start()
-        if consume:
+        # Singletons (and, partitioned, routers and partitions) go where the coordinator puts
+        # them; the instance that takes the singletons reconciles first. A sole instance has
+        # started all of it when this returns.
+        self.coordinator = Coordinator(
+            self._locks(),
+            self._work(consume),
+            interval=s.cluster_check_interval,
+            timeout=s.cluster_session_timeout,
+            leader=SINGLETONS,
+        )
+        await self.coordinator.start()
+        if consume and not self._partitioned:
             # Updates first: a fill must never wait behind a queue of new signals.
             self._consumers.append(
                 await self.bus.consume(
@@ -184,6 +201,70 @@ class Service:
             plugin_name,
             ", ".join(self._plugins.objects),
         )
+
+    # -- who runs what -----------------------------------------------------------------------
+
+    @property
+    def _partitioned(self) -> dict[str, tuple[str, ...]]:
+        """entry queue → partition queues, when the bus partitions (RabbitMQ, OM_PARTITIONS)."""
+        partitioned = getattr(self.bus, "partitioned", None)
+        return dict(partitioned) if isinstance(partitioned, dict) else {}
+
+    def _locks(self) -> LockSession:
+        s = self.settings
+        if s.is_embedded_db:
+            return LocalLocks()
+        return PgLocks(s.database_url, session_timeout=s.cluster_session_timeout)
+
+    def _work(self, consume: bool) -> list[Group]:
+        """The exclusive work of the deployment, as coordinator slots (lock numbers are part
+        of the deployment's contract: every instance must use the same)."""
+        s = self.settings
+        roles = [Slot(SINGLETONS, 1, self._start_singletons, self._stop_singletons)]
+        groups = [Group("roles", roles)]
+        if not consume or not self._partitioned:
+            return groups
+        from om_core.messaging.rabbitmq import RabbitBus
+        from om_core.messaging.router import PartitionRouter
+
+        assert isinstance(self.bus, RabbitBus)
+        handlers = {
+            ORDER_UPDATES_QUEUE: (self.event_subscriber.handle_batch, s.update_batch, 2000),
+            SIGNALS_QUEUE: (self.signal_consumer.handle_batch, s.signal_batch, 1000),
+        }
+        for number, entry in enumerate(sorted(self._partitioned), start=2):
+            router = PartitionRouter(
+                self.bus, entry, prefetch=s.prefetch, grace=s.shutdown_grace_seconds
+            )
+            roles.append(Slot(f"router:{entry}", number, router.start, router.stop))
+        # Updates first, as above.
+        for entry in (ORDER_UPDATES_QUEUE, SIGNALS_QUEUE):
+            process, batch, base = handlers[entry]
+            slots = []
+            for index, queue in enumerate(self._partitioned.get(entry, ())):
+                work = PartitionConsumer(
+                    self.bus,
+                    queue,
+                    process,
+                    max_batch=batch,
+                    prefetch=s.prefetch,
+                    grace=s.shutdown_grace_seconds,
+                )
+                slots.append(Slot(f"partition:{queue}", base + index, work.start, work.stop))
+            groups.append(Group(entry, slots))
+        return groups
+
+    async def _start_singletons(self) -> None:
+        self.relay.start()
+        # A new leader may follow one that died: fix what it left before the periodic pass.
+        await self._reconcile_at_startup()
+        self.reconciler.start(self.settings.sync_interval)
+        self.snapshots.start()
+
+    async def _stop_singletons(self) -> None:
+        await self.snapshots.stop()
+        await self.reconciler.stop()
+        await self.relay.stop()
 
     async def on_stream_gap(self) -> None:
         """The exchange's order stream was interrupted: updates may have been lost."""
@@ -218,12 +299,10 @@ class Service:
                 await getattr(self, name).close()
         if hasattr(self, "resolver"):
             await self.resolver.stop()
-        if hasattr(self, "snapshots"):
-            await self.snapshots.stop()
-        if hasattr(self, "reconciler"):
-            await self.reconciler.stop()
+        if hasattr(self, "coordinator"):
+            # Partitions, routers, then the singletons; leaving frees this instance's locks.
+            await self.coordinator.stop()
         if hasattr(self, "relay"):
-            await self.relay.stop()
             try:
                 await self.relay.publish_pending()
             except Exception:
@@ -240,7 +319,12 @@ class Service:
 
     async def ready(self) -> dict[str, bool]:
         """Up/down of what the service needs, for ``/ready``."""
-        checks = {"database": False, "broker": False, "consumers": bool(self._consumers)}
+        consuming = bool(self._consumers) or (
+            bool(self._partitioned) and hasattr(self, "coordinator")
+        )
+        checks = {"database": False, "broker": False, "consumers": consuming}
+        if hasattr(self, "coordinator"):
+            checks["coordination"] = self.coordinator.healthy
         try:
             async with self.sessions() as session:
                 await (await session.connection()).execute(text("SELECT 1"))

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from om_core.plugins.errors import PluginLoadError
+from om_core.secret_files import SecretFileError, resolve_secret_files, secret_fields
 
 __all__ = ["build_plugin_settings", "env_prefix_for"]
 
@@ -45,6 +46,13 @@ def build_plugin_settings(
     for key, raw in env.items():
         if key.startswith(prefix):
             values[key[len(prefix) :].lower()] = _env_value(raw)
+    try:
+        # ``<PREFIX><FIELD>_FILE`` (or ``<field>_file`` in the table) for SecretStr fields.
+        values = resolve_secret_files(
+            values, secret_fields(model), name_of=lambda field: f"{prefix}{field.upper()}"
+        )
+    except SecretFileError as exc:
+        raise PluginLoadError(name, "invalid settings", exc.problems) from None
     try:
         return model.model_validate(values)
     except ValidationError as exc:

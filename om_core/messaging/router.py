@@ -1,0 +1,127 @@
+"""The partition router: an entry queue → its consistent-hash exchange, in order, at least once.
+
+One router per entry queue runs in the whole deployment (a slot of
+:mod:`om_core.cluster`). It consumes the entry queue, publishes each message to
+``<entry>.partitions`` with the symbol as routing key (:mod:`om_core.messaging.partitions`),
+and acknowledges the message once the broker confirmed every part of it.
+
+Order: deliveries are handled in the order they arrive and their publishes are written to
+the channel in that order (each publish takes the channel's FIFO lock before the next
+delivery's does), so the broker enqueues one symbol's messages in their entry-queue order.
+Confirms are awaited concurrently: ``prefetch`` messages may be on their way at once.
+
+At least once: a message is acknowledged only after its publish was confirmed. A router that
+dies in between leaves it unacknowledged, the broker delivers it again to the next router,
+and the partition receives it twice; its consumer de-duplicates. A publish the broker
+refuses returns the message to the front of the entry queue (a delivery more on its count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+
+from om_core import metrics
+from om_core.messaging.base import PublishError
+from om_core.messaging.partitions import ROUTES, Routed
+from om_core.messaging.rabbitmq import (
+    RabbitBus,
+    _ack,
+    _close_quietly,
+    _copy,
+    _nack,
+    _publisher_headers,
+)
+
+__all__ = ["PartitionRouter"]
+
+log = logging.getLogger(__name__)
+
+_CONTROL_TIMEOUT = 10.0
+
+
+class PartitionRouter:
+    def __init__(self, bus: RabbitBus, entry: str, *, prefetch: int, grace: float) -> None:
+        if entry not in bus.partitioned:
+            raise LookupError(f"{entry!r} is not partitioned on this bus")
+        self._bus = bus
+        self._entry = entry
+        self._route = ROUTES[entry]
+        self._prefetch = prefetch
+        self._grace = grace
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._forwarding: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    async def start(self) -> None:
+        self._stopping = False
+        channel = await self._bus.consumer_channel()
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)
+            self._queue = await self._bus.declare_on(channel, self._entry)
+            self._channel = channel
+            self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        except BaseException:
+            await _close_quietly(channel)
+            self._channel = None
+            raise
+        log.info("routing %s to its %d partitions", self._entry, self._bus.partitions)
+
+    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        if self._stopping:
+            return  # left unsettled: closing the channel returns it to the entry queue
+        task = asyncio.create_task(self._forward(incoming))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarding.discard)
+
+    async def _forward(self, incoming: AbstractIncomingMessage) -> None:
+        routed = self._route(incoming.body, incoming.message_id)
+        try:
+            if len(routed) == 1:
+                await self._publish(incoming, routed[0])
+            else:
+                await asyncio.gather(*(self._publish(incoming, part) for part in routed))
+        except PublishError as exc:
+            log.warning(
+                "cannot route message %s from %s (%s); returning it to the queue",
+                incoming.message_id,
+                self._entry,
+                exc,
+            )
+            await _nack(self._entry, incoming)
+            return
+        await _ack(self._entry, incoming)
+        metrics.count_routed(self._entry, len(routed))
+
+    async def _publish(self, incoming: AbstractIncomingMessage, part: Routed) -> None:
+        properties = _copy(incoming, _publisher_headers(incoming))
+        if part.message_id is not None:
+            properties.message_id = part.message_id
+        await self._bus.publish_to_partition(self._entry, part.routing_key, part.body, properties)
+
+    async def stop(self) -> None:
+        """Stop taking messages; let those on their way be confirmed and acknowledged within
+        the grace period; the rest go back to the entry queue."""
+        self._stopping = True
+        channel, queue, tag = self._channel, self._queue, self._tag
+        if channel is not None and queue is not None and tag is not None and not channel.is_closed:
+            try:
+                async with asyncio.timeout(_CONTROL_TIMEOUT):
+                    await queue.cancel(tag)
+            except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+                log.warning("cannot cancel the router's consumer of %s: %r", self._entry, exc)
+        if self._forwarding:
+            await asyncio.wait(set(self._forwarding), timeout=max(self._grace, 0))
+        for task in self._forwarding:
+            task.cancel()
+        await asyncio.gather(*self._forwarding, return_exceptions=True)
+        if channel is not None:
+            await _close_quietly(channel)
+        self._channel = self._queue = None
+        self._tag = None
+        log.info("stopped routing %s", self._entry)
