@@ -256,6 +256,7 @@ class Service:
 
     async def _start_singletons(self) -> None:
         self.relay.start()
+        log.info("this instance runs the singletons: outbox relay, reconciler, snapshots")
         # A new leader may follow one that died: fix what it left before the periodic pass.
         await self._reconcile_at_startup()
         self.reconciler.start(self.settings.sync_interval)
@@ -279,6 +280,7 @@ class Service:
             # periodic pass, so an exchange hiccup here must not keep the service down.
             log.exception("startup reconciliation failed; it runs again periodically")
             return
+        log.info("reconciled on taking the singletons: %d drift(s)", len(report.drifts))
         if report.errors:
             log.warning(
                 "startup reconciliation: %d problem(s), e.g. %s",

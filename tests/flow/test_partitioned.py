@@ -47,7 +47,7 @@ async def test_each_symbol_goes_to_one_engine_in_publish_order(
 ) -> None:
     extra = [s for s in SYMBOLS if s not in PRICES]
     paper = {
-        "prices": {s: "1" for s in extra},
+        "prices": dict.fromkeys(extra, "1"),
         "instruments": {
             s: {"tick_size": "0.0001", "qty_step": "1", "min_qty": "1", "max_qty": "1000000"}
             for s in extra
