@@ -31,6 +31,7 @@ from om_core.events.relay import OutboxRelay
 from om_core.messaging import MessageBus, create_bus
 from om_core.messaging.base import Consumer
 from om_core.messaging.batching import Batcher
+from om_core.messaging.partition_batching import PartitionBatcher
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
@@ -65,6 +66,7 @@ class Service:
         self._env = env
         self._before_commit = before_commit
         self._consumers: list[Consumer] = []
+        self._partition_batchers: list[PartitionBatcher] = []
         self.running = False
         # Set by start():
         self.db: AsyncEngine
@@ -240,13 +242,16 @@ class Service:
         # Updates first, as above.
         for entry in (ORDER_UPDATES_QUEUE, SIGNALS_QUEUE):
             process, batch, base = handlers[entry]
+            # One batcher over all the partitions this instance holds: batches as large as
+            # without partitions, one partition's messages still strictly in order.
+            batcher = PartitionBatcher(process, max_batch=batch, name=entry)
+            self._partition_batchers.append(batcher)
             slots = []
             for index, queue in enumerate(self._partitioned.get(entry, ())):
                 work = PartitionConsumer(
                     self.bus,
                     queue,
-                    process,
-                    max_batch=batch,
+                    batcher.handler(queue),
                     prefetch=s.prefetch,
                     grace=s.shutdown_grace_seconds,
                 )
@@ -304,6 +309,8 @@ class Service:
         if hasattr(self, "coordinator"):
             # Partitions, routers, then the singletons; leaving frees this instance's locks.
             await self.coordinator.stop()
+        for batcher in self._partition_batchers:
+            await batcher.close()
         if hasattr(self, "relay"):
             try:
                 await self.relay.publish_pending()

@@ -602,9 +602,9 @@ async def _wait_for_one(
     return arrived.result() if arrived.done() else None
 
 
-async def _ack(queue: str, incoming: AbstractIncomingMessage) -> None:
+async def _ack(queue: str, incoming: AbstractIncomingMessage, *, multiple: bool = False) -> None:
     try:
-        await incoming.ack()
+        await incoming.ack(multiple=multiple)
     except CONNECTION_EXCEPTIONS as exc:
         log.warning(
             "cannot acknowledge message %s from %s (%r); the broker will deliver it again",

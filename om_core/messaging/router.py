@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 _CONTROL_TIMEOUT = 10.0
 
 
+class _Delivery:
+    """One entry-queue message on its way: ``done`` is ``None`` while its publishes await
+    their confirms, then whether they all succeeded."""
+
+    __slots__ = ("done", "incoming")
+
+    def __init__(self, incoming: AbstractIncomingMessage) -> None:
+        self.incoming = incoming
+        self.done: bool | None = None
+
+
 class PartitionRouter:
     def __init__(self, bus: RabbitBus, entry: str, *, prefetch: int, grace: float) -> None:
         if entry not in bus.partitioned:
@@ -55,7 +67,10 @@ class PartitionRouter:
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
-        self._forwarding: set[asyncio.Task[None]] = set()
+        #: Deliveries in the order they arrived; settled from the front only.
+        self._pending: deque[_Delivery] = deque()
+        self._settling = asyncio.Lock()
+        self._forwarding: set[asyncio.Task[object]] = set()
         self._stopping = False
 
     async def start(self) -> None:
@@ -73,13 +88,22 @@ class PartitionRouter:
         log.info("routing %s to its %d partitions", self._entry, self._bus.partitions)
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        # aio-pika runs each delivery's callback in a task of its own, in delivery order.
         if self._stopping:
             return  # left unsettled: closing the channel returns it to the entry queue
-        task = asyncio.create_task(self._forward(incoming))
-        self._forwarding.add(task)
-        task.add_done_callback(self._forwarding.discard)
+        delivery = _Delivery(incoming)
+        self._pending.append(delivery)
+        task = asyncio.current_task()
+        if task is not None:
+            self._forwarding.add(task)
+        try:
+            delivery.done = await self._forward(incoming)
+        finally:
+            if task is not None:
+                self._forwarding.discard(task)
+        await self._settle()
 
-    async def _forward(self, incoming: AbstractIncomingMessage) -> None:
+    async def _forward(self, incoming: AbstractIncomingMessage) -> bool:
         routed = self._route(incoming.body, incoming.message_id)
         try:
             if len(routed) == 1:
@@ -93,16 +117,33 @@ class PartitionRouter:
                 self._entry,
                 exc,
             )
-            await _nack(self._entry, incoming)
-            return
-        await _ack(self._entry, incoming)
+            return False
         metrics.count_routed(self._entry, len(routed))
+        return True
 
     async def _publish(self, incoming: AbstractIncomingMessage, part: Routed) -> None:
         properties = _copy(incoming, _publisher_headers(incoming))
         if part.message_id is not None:
             properties.message_id = part.message_id
         await self._bus.publish_to_partition(self._entry, part.routing_key, part.body, properties)
+
+    async def _settle(self) -> None:
+        """Acknowledge the confirmed deliveries at the front, all with one ``multiple`` ack
+        (a frame per batch instead of per message); return a refused one to its queue.
+        Strictly in delivery order: a multiple ack covers every earlier delivery."""
+        async with self._settling:
+            last: AbstractIncomingMessage | None = None
+            while self._pending and self._pending[0].done is not None:
+                delivery = self._pending.popleft()
+                if delivery.done:
+                    last = delivery.incoming
+                    continue
+                if last is not None:
+                    await _ack(self._entry, last, multiple=True)
+                    last = None
+                await _nack(self._entry, delivery.incoming)
+            if last is not None:
+                await _ack(self._entry, last, multiple=True)
 
     async def stop(self) -> None:
         """Stop taking messages; let those on their way be confirmed and acknowledged within
@@ -120,6 +161,8 @@ class PartitionRouter:
         for task in self._forwarding:
             task.cancel()
         await asyncio.gather(*self._forwarding, return_exceptions=True)
+        await self._settle()
+        self._pending.clear()
         if channel is not None:
             await _close_quietly(channel)
         self._channel = self._queue = None
