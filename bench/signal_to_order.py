@@ -232,6 +232,11 @@ async def instance_counts(args: argparse.Namespace, rates: list[float | None]) -
                     ),
                     flush=True,
                 )
+    from bench.floor import floor
+
+    async with pg_database() as (_, dsn), vhost() as amqp:
+        base = await floor(dsn, amqp, args.count)
+    print(line("floor (aio-pika + asyncpg, burst)", base), flush=True)
 
 
 if __name__ == "__main__":

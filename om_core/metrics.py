@@ -272,5 +272,8 @@ class StateGauges:
             DLQ_MESSAGES.labels(queue=dlq_name(queue)).set(
                 await self._bus.message_count(dlq_name(queue))
             )
-        for queue in CONSUMED_QUEUES:
+        # Partitioned (OM_PARTITIONS), the entry queues feed partition queues: both lag.
+        partitioned = getattr(self._bus, "partitioned", None)
+        partitions = [q for qs in partitioned.values() for q in qs] if partitioned else []
+        for queue in (*CONSUMED_QUEUES, *partitions):
             CONSUMER_LAG.labels(queue=queue).set(await self._bus.message_count(queue))

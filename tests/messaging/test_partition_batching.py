@@ -124,3 +124,20 @@ async def test_a_message_whose_handler_gave_up_is_left_out() -> None:
     await asyncio.gather(running, kept)
     assert ["p1-a"] not in record.batches and ["p1-b"] in record.batches
     await batcher.close()
+
+
+async def test_under_load_a_small_batch_waits_for_a_running_one() -> None:
+    record = Recorder()
+    batcher = PartitionBatcher(record, max_batch=4, name="t", concurrency=2)
+    record.gate.clear()
+    first = asyncio.create_task(batcher.handler("p0")(msg("p0-a")))
+    await wait_for(lambda: record.running == 1)
+    # Load: three waiting for busy p0, one for free p1. A batch of p1 alone would be tiny.
+    rest = [asyncio.create_task(batcher.handler("p0")(msg(f"p0-{i}"))) for i in "bcd"]
+    rest.append(asyncio.create_task(batcher.handler("p1")(msg("p1-a"))))
+    await asyncio.sleep(0.01)
+    assert record.running == 1 and batcher.waiting == 4
+    record.gate.set()
+    await asyncio.gather(first, *rest)
+    assert record.batches == [["p0-a"], ["p0-b", "p0-c", "p0-d", "p1-a"]]
+    await batcher.close()
