@@ -8,6 +8,7 @@ period, flushes the outbox and closes connections.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -67,6 +68,8 @@ class Service:
         self._before_commit = before_commit
         self._consumers: list[Consumer] = []
         self._partition_batchers: list[PartitionBatcher] = []
+        #: Set once the orders left in doubt at startup are settled: consuming waits for it.
+        self._settled = asyncio.Event()
         self.running = False
         # Set by start():
         self.db: AsyncEngine
@@ -172,12 +175,9 @@ class Service:
         )
 
         await self.hooks.startup(s.describe())
-        # Fail closed: nothing new is placed while an earlier order's fate is unknown.
-        await self.resolver.resolve_until_settled()
-        self.resolver.start()
         # Singletons (and, partitioned, routers and partitions) go where the coordinator puts
-        # them; the instance that takes the singletons reconciles first. A sole instance has
-        # started all of it when this returns.
+        # them. What this instance takes waits for the in-doubt resolution below, except the
+        # outbox relay: events already committed go out meanwhile.
         self.coordinator = Coordinator(
             self._locks(),
             self._work(consume),
@@ -186,6 +186,12 @@ class Service:
             leader=SINGLETONS,
         )
         await self.coordinator.start()
+        # Fail closed: nothing new is placed while an earlier order's fate is unknown.
+        await self.resolver.resolve_until_settled()
+        self.resolver.start()
+        self._settled.set()
+        # A sole instance runs everything now (the leader has reconciled).
+        await self.coordinator.first_round()
         if consume and not self._partitioned:
             # Updates first: a fill must never wait behind a queue of new signals.
             self._consumers.append(
@@ -238,7 +244,9 @@ class Service:
             router = PartitionRouter(
                 self.bus, entry, prefetch=s.prefetch, grace=s.shutdown_grace_seconds
             )
-            roles.append(Slot(f"router:{entry}", number, router.start, router.stop))
+            roles.append(
+                Slot(f"router:{entry}", number, self._after_settling(router.start), router.stop)
+            )
         # Updates first, as above.
         for entry in (ORDER_UPDATES_QUEUE, SIGNALS_QUEUE):
             process, batch, base = handlers[entry]
@@ -255,13 +263,24 @@ class Service:
                     prefetch=s.prefetch,
                     grace=s.shutdown_grace_seconds,
                 )
-                slots.append(Slot(f"partition:{queue}", base + index, work.start, work.stop))
+                start = self._after_settling(work.start)
+                slots.append(Slot(f"partition:{queue}", base + index, start, work.stop))
             groups.append(Group(entry, slots))
         return groups
+
+    def _after_settling(
+        self, start: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        async def gated() -> None:
+            await self._settled.wait()
+            await start()
+
+        return gated
 
     async def _start_singletons(self) -> None:
         self.relay.start()
         log.info("this instance runs the singletons: outbox relay, reconciler, snapshots")
+        await self._settled.wait()
         # A new leader may follow one that died: fix what it left before the periodic pass.
         await self._reconcile_at_startup()
         self.reconciler.start(self.settings.sync_interval)

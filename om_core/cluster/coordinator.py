@@ -2,10 +2,11 @@
 
 A :class:`Slot` is work that must run on one instance at a time: the singletons (outbox
 relay, reconciler, periodic snapshots), a partition router, the consumer of one partition
-queue. Slots come in :class:`Group` s; within a group each live instance runs its share —
-the member list, sorted, gives member ``k`` of ``m`` a quota of ``n // m`` slots, plus one
-when ``k < n % m`` — so quotas add up to exactly the group and every instance computes the
-same ones. Each tick (``interval`` seconds) an instance:
+queue. Slots come in :class:`Group` s; within a group each of ``m`` live instances runs its
+share, :func:`quota`: ``n // m`` slots, and one more for ``n % m`` of them — those already
+holding most, so that a change of members moves as little work as it can. Quotas add up to
+exactly the group, and every instance computes the same ones from the same snapshot. Each
+tick (``interval`` seconds) an instance:
 
 1. reads members and holders (:meth:`LockSession.snapshot`), which is also its health check;
 2. releases the slots whose stop has finished (the lock is held until the work has stopped,
@@ -28,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,12 +79,19 @@ class _State:
     cooldown: dict[str, float] = field(default_factory=dict)
 
 
-def quota(size: int, members: Sequence[int], me: int) -> int:
-    """How many of ``size`` slots member ``me`` runs (0 when it is not a member)."""
+def quota(size: int, members: Sequence[int], me: int, held: Mapping[int, int] | None = None) -> int:
+    """How many of ``size`` slots member ``me`` runs (0 when it is not a member).
+
+    Each member gets ``size // len(members)``; the remainder goes one each to the members
+    holding the most slots already (``held``; then by member id), so that a change of members
+    moves as little work as it can — the singletons stay where they run.
+    """
     if me not in members:
         return 0
     count = len(members)
-    return size // count + (1 if members.index(me) < size % count else 0)
+    counts = held or {}
+    ranked = sorted(members, key=lambda m: (-counts.get(m, 0), m))
+    return size // count + (1 if ranked.index(me) < size % count else 0)
 
 
 class Coordinator:
@@ -113,6 +122,7 @@ class Coordinator:
         self._generation = 0
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._first_round: list[asyncio.Task[None]] = []
         self._closing = False
         self.healthy = False
         self.members = 0
@@ -120,19 +130,20 @@ class Coordinator:
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Join, take this instance's share and wait until those slots have started.
-
-        The health check keeps running meanwhile; a slot whose start fails is logged and
-        released. Raises when the database cannot be reached.
-        """
+        """Join and take this instance's share; the slots start in the background (see
+        :meth:`first_round`). Raises when the database cannot be reached."""
         await self._locks.connect()
         self._generation += 1
         self.healthy = True
         await self._tick()
-        first = [task for _, task in self._state.running.values()]
+        self._first_round = [task for _, task in self._state.running.values()]
         self._loop_task = asyncio.create_task(self._loop(), name="coordinator")
-        if first:
-            await asyncio.gather(*first, return_exceptions=True)
+
+    async def first_round(self) -> None:
+        """Wait until the slots taken on joining have started (or failed to). A sole instance
+        runs everything then. The health checks go on meanwhile."""
+        if self._first_round:
+            await asyncio.gather(*self._first_round, return_exceptions=True)
 
     async def stop(self) -> None:
         """Stop every slot (groups in reverse order, a group's slots together), then leave."""
@@ -224,7 +235,9 @@ class Coordinator:
         await self._release_stopped(snap)
         now = time.monotonic()
         for group in self._groups:
-            share = quota(len(group.slots), snap.members, snap.me)
+            locks = {slot.lock for slot in group.slots}
+            held = Counter(m for lock, m in snap.holders.items() if lock in locks)
+            share = quota(len(group.slots), snap.members, snap.me, held)
             mine = [s for s in group.slots if s.name in self._state.running]
             if len(mine) > share:
                 for slot in list(reversed(mine))[: len(mine) - share]:

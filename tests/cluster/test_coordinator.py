@@ -25,6 +25,10 @@ def test_quotas_add_up_and_differ_by_one_at_most() -> None:
             assert sum(shares) == size
             assert max(shares) - min(shares) <= 1
     assert quota(8, [1, 2], 3) == 0  # not a member: nothing
+    # The remainder stays with those holding most: a fourth member for three roles gets none
+    # when the others hold one each, whatever the member ids.
+    held = {30: 1, 20: 1, 40: 1}
+    assert [quota(3, [10, 20, 30, 40], m, held) for m in (10, 20, 30, 40)] == [0, 1, 1, 1]
 
 
 @dataclass
@@ -72,6 +76,7 @@ async def member(
         leader="singletons",
     )
     await coordinator.start()
+    await coordinator.first_round()
     try:
         yield coordinator
     finally:
@@ -82,10 +87,11 @@ def parts_of(ledger: Ledger, owner: str) -> int:
     return len([n for n in ledger.owned(owner) if n.startswith("p")])
 
 
-async def test_one_instance_alone_runs_everything_before_start_returns() -> None:
+async def test_one_instance_alone_runs_everything_after_its_first_round() -> None:
     ledger = Ledger()
     coordinator = Coordinator(LocalLocks(), ledger.groups("solo"), interval=0.1)
     await coordinator.start()
+    await coordinator.first_round()
     assert ledger.owned("solo") == {"singletons", "router", *(f"p{i}" for i in range(8))}
     assert coordinator.runs("singletons")
     await coordinator.stop()
