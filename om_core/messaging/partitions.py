@@ -24,6 +24,7 @@ This module holds the names and the routing rules; the RabbitMQ side is in
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ def route_update(body: bytes, message_id: str | None) -> list[Routed]:
         return [Routed(NO_SYMBOL, body)]
     if len(parts) == 1:
         return [Routed(next(iter(parts)), body)]
-    base = message_id or "split"
+    # Without a message id, one derived from the body: the same on every redelivery.
+    base = message_id or hashlib.sha256(body).hexdigest()[:32]
     return [
         Routed(symbol, _encode(part), f"{base}:{symbol}") for symbol, part in sorted(parts.items())
     ]
