@@ -12,8 +12,13 @@ Confirms are awaited concurrently: ``prefetch`` messages may be on their way at 
 
 At least once: a message is acknowledged only after its publish was confirmed. A router that
 dies in between leaves it unacknowledged, the broker delivers it again to the next router,
-and the partition receives it twice; its consumer de-duplicates. A publish the broker
-refuses returns the message to the front of the entry queue (a delivery more on its count).
+and the partition receives it twice; its consumer de-duplicates. When a publish fails (the
+broker refused it, or no confirm came in time) the router closes its channel, which returns
+that message and every later one together, and starts again a moment later: returning the
+one message alone would put it behind later messages of its symbol. Later messages whose
+publishes were confirmed already go out a second time; only when one of them is of the
+refused message's symbol does that symbol's order bend — as for the outbox relay, the price
+of having ``prefetch`` messages on their way — and the per-symbol locks keep it safe.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from om_core.messaging.rabbitmq import (
     _ack,
     _close_quietly,
     _copy,
-    _nack,
     _publisher_headers,
 )
 
@@ -56,7 +60,15 @@ class _Delivery:
 
 
 class PartitionRouter:
-    def __init__(self, bus: RabbitBus, entry: str, *, prefetch: int, grace: float) -> None:
+    def __init__(
+        self,
+        bus: RabbitBus,
+        entry: str,
+        *,
+        prefetch: int,
+        grace: float,
+        retry_delay: float = 1.0,
+    ) -> None:
         if entry not in bus.partitioned:
             raise LookupError(f"{entry!r} is not partitioned on this bus")
         self._bus = bus
@@ -64,6 +76,7 @@ class PartitionRouter:
         self._route = ROUTES[entry]
         self._prefetch = prefetch
         self._grace = grace
+        self._retry_delay = retry_delay
         self._channel: AbstractRobustChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -72,9 +85,14 @@ class PartitionRouter:
         self._settling = asyncio.Lock()
         self._forwarding: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._recycling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._stopping = False
+        await self._open()
+        log.info("routing %s to its %d partitions", self._entry, self._bus.partitions)
+
+    async def _open(self) -> None:
         channel = await self._bus.consumer_channel()
         try:
             await channel.set_qos(prefetch_count=self._prefetch)
@@ -85,11 +103,10 @@ class PartitionRouter:
             await _close_quietly(channel)
             self._channel = None
             raise
-        log.info("routing %s to its %d partitions", self._entry, self._bus.partitions)
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
         # aio-pika runs each delivery's callback in a task of its own, in delivery order.
-        if self._stopping:
+        if self._stopping or self._recycling is not None:
             return  # left unsettled: closing the channel returns it to the entry queue
         delivery = _Delivery(incoming)
         self._pending.append(delivery)
@@ -112,7 +129,8 @@ class PartitionRouter:
                 await asyncio.gather(*(self._publish(incoming, part) for part in routed))
         except PublishError as exc:
             log.warning(
-                "cannot route message %s from %s (%s); returning it to the queue",
+                "cannot route message %s from %s (%s); it goes back to the queue with every "
+                "message after it",
                 incoming.message_id,
                 self._entry,
                 exc,
@@ -129,42 +147,69 @@ class PartitionRouter:
 
     async def _settle(self) -> None:
         """Acknowledge the confirmed deliveries at the front, all with one ``multiple`` ack
-        (a frame per batch instead of per message); return a refused one to its queue.
-        Strictly in delivery order: a multiple ack covers every earlier delivery."""
+        (a frame per run instead of per message). Strictly in delivery order: a multiple ack
+        covers every earlier delivery. A delivery whose publish failed stops it there."""
         async with self._settling:
             last: AbstractIncomingMessage | None = None
-            while self._pending and self._pending[0].done is not None:
-                delivery = self._pending.popleft()
-                if delivery.done:
-                    last = delivery.incoming
-                    continue
-                if last is not None:
-                    await _ack(self._entry, last, multiple=True)
-                    last = None
-                await _nack(self._entry, delivery.incoming)
+            while self._pending and self._pending[0].done:
+                last = self._pending.popleft().incoming
             if last is not None:
                 await _ack(self._entry, last, multiple=True)
+            if self._pending and self._pending[0].done is False and self._recycling is None:
+                self._recycling = asyncio.create_task(self._recycle(), name="router-recycle")
 
-    async def stop(self) -> None:
-        """Stop taking messages; let those on their way be confirmed and acknowledged within
-        the grace period; the rest go back to the entry queue."""
-        self._stopping = True
+    async def _recycle(self) -> None:
+        """A publish failed: returning that one message (a nack) would put it behind later
+        ones of its symbol that did go out. Instead close the channel, which returns it and
+        every message after it together, in their order, and start over after a pause."""
+        try:
+            await self._close(grace=self._grace)
+            await asyncio.sleep(self._retry_delay)
+            while not self._stopping:
+                try:
+                    await self._open()
+                    break
+                except Exception as exc:
+                    log.warning("cannot resume routing %s: %r", self._entry, exc)
+                    await asyncio.sleep(self._retry_delay)
+        finally:
+            self._recycling = None
+
+    async def _close(self, *, grace: float) -> None:
         channel, queue, tag = self._channel, self._queue, self._tag
+        self._channel = self._queue = None
+        self._tag = None
         if channel is not None and queue is not None and tag is not None and not channel.is_closed:
             try:
                 async with asyncio.timeout(_CONTROL_TIMEOUT):
                     await queue.cancel(tag)
             except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
                 log.warning("cannot cancel the router's consumer of %s: %r", self._entry, exc)
-        if self._forwarding:
-            await asyncio.wait(set(self._forwarding), timeout=max(self._grace, 0))
-        for task in self._forwarding:
+        current = asyncio.current_task()
+        forwarding = {t for t in self._forwarding if t is not current}
+        if forwarding:
+            await asyncio.wait(forwarding, timeout=max(grace, 0))
+        for task in forwarding:
             task.cancel()
-        await asyncio.gather(*self._forwarding, return_exceptions=True)
-        await self._settle()
-        self._pending.clear()
+        await asyncio.gather(*forwarding, return_exceptions=True)
+        async with self._settling:
+            last: AbstractIncomingMessage | None = None
+            while self._pending and self._pending[0].done:
+                last = self._pending.popleft().incoming
+            if last is not None:
+                await _ack(self._entry, last, multiple=True)
+            # The rest are returned by closing the channel, in their order.
+            self._pending.clear()
         if channel is not None:
             await _close_quietly(channel)
-        self._channel = self._queue = None
-        self._tag = None
+
+    async def stop(self) -> None:
+        """Stop taking messages; let those on their way be confirmed and acknowledged within
+        the grace period; the rest go back to the entry queue."""
+        self._stopping = True
+        recycling = self._recycling
+        if recycling is not None and recycling is not asyncio.current_task():
+            recycling.cancel()
+            await asyncio.gather(recycling, return_exceptions=True)
+        await self._close(grace=self._grace)
         log.info("stopped routing %s", self._entry)

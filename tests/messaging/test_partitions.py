@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from om_core.messaging import DeadLetter, Message, TopologyError, dlq_name
+from om_core.messaging import DeadLetter, Message, PublishError, TopologyError, dlq_name
 from om_core.messaging.base import ORIGINAL_QUEUE_HEADER
 from om_core.messaging.partitions import (
     NO_SYMBOL,
@@ -220,42 +222,66 @@ async def test_a_partitions_dead_letters_join_the_entry_queues(amqp_url: str) ->
         await bus.close()
 
 
+_ROUTER_PROCESS = """
+import asyncio, sys
+from om_core.messaging.rabbitmq import RabbitBus
+from om_core.messaging.router import PartitionRouter
+from om_core.messaging.topology import SIGNALS_QUEUE
+
+async def main():
+    bus = RabbitBus(sys.argv[1], partitions=4)
+    await bus.start()
+    await PartitionRouter(bus, SIGNALS_QUEUE, prefetch=64, grace=0).start()
+    print("routing", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
 @pytest.mark.rabbitmq
-async def test_a_router_that_dies_mid_flight_loses_nothing_and_keeps_first_copies_in_order(
+async def test_a_router_killed_mid_flight_loses_nothing_and_keeps_first_copies_in_order(
     amqp_url: str,
 ) -> None:
     bus = RabbitBus(amqp_url, partitions=4)
     await bus.start()
+    queues = bus.partitioned[SIGNALS_QUEUE]
+
+    async def in_partitions() -> int:
+        return sum([await bus.message_count(q) for q in queues])
+
     try:
         published = []
-        for n in range(300):
+        for n in range(600):
             symbol = SYMBOLS[n % 3]
             body = json.dumps({"signal_id": f"s-{n}", "symbol": symbol, "n": n}).encode()
             await bus.publish(SIGNALS_QUEUE, body, message_id=f"s-{n}")
             published.append((symbol, n))
-        # A router on a connection of its own, which dies (as with kill -9) while messages
-        # are on their way: published, maybe confirmed, not yet acknowledged.
-        doomed = RabbitBus(amqp_url, partitions=4)
-        await doomed.start()
-        first = PartitionRouter(doomed, SIGNALS_QUEUE, prefetch=64, grace=0)
-        before = _routed(SIGNALS_QUEUE)
-        await first.start()
-        await wait_for(lambda: _routed(SIGNALS_QUEUE) > before + 50, timeout=20)
-        await doomed.close()  # the connection goes; the router never acknowledges the rest
+        # A router in a process of its own, killed with SIGKILL while messages are on their
+        # way: published, maybe confirmed, not yet acknowledged.
+        doomed = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ROUTER_PROCESS, amqp_url, stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert doomed.stdout is not None
+            assert (await asyncio.wait_for(doomed.stdout.readline(), 60)).strip() == b"routing"
+            await wait_for(lambda: _above(in_partitions, 100), timeout=30)
+        finally:
+            doomed.kill()
+            await doomed.wait()
+        routed_before = await in_partitions()
+        assert routed_before < len(published), "killed too late to prove anything"
         survivor = PartitionRouter(bus, SIGNALS_QUEUE, prefetch=64, grace=2)
         await survivor.start()
 
-        queues = bus.partitioned[SIGNALS_QUEUE]
-
         async def all_there() -> bool:
-            return await bus.message_count(SIGNALS_QUEUE) == 0 and sum(
-                [await bus.message_count(q) for q in queues]
-            ) >= len(published)
+            return await bus.message_count(SIGNALS_QUEUE) == 0 and (
+                await in_partitions() >= len(published)
+            )
 
-        await wait_for(all_there, timeout=30)
+        await wait_for(all_there, timeout=60)
         await survivor.stop()
-        total = sum([await bus.message_count(q) for q in queues])
-        got = await _drain(bus, queues, total)
+        got = await _drain(bus, queues, await in_partitions())
     finally:
         await bus.close()
     seen: dict[str, list[int]] = defaultdict(list)
@@ -266,10 +292,46 @@ async def test_a_router_that_dies_mid_flight_loses_nothing_and_keeps_first_copie
     for symbol in SYMBOLS[:3]:
         expected = [n for s, n in published if s == symbol]
         firsts = list(dict.fromkeys(seen[symbol]))
-        assert firsts == expected, symbol  # each once at least, first copies in order
+        assert firsts == expected, symbol  # each at least once, first copies in order
 
 
-def _routed(queue: str) -> float:
-    from om_core.metrics import ROUTED
+async def _above(count: Callable[[], Awaitable[int]], threshold: int) -> bool:
+    return await count() > threshold
 
-    return ROUTED.labels(queue=queue)._value.get()
+
+@pytest.mark.rabbitmq
+async def test_a_refused_publish_sends_that_message_and_all_after_it_again_in_order(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = RabbitBus(amqp_url, partitions=2, queues=(SIGNALS_QUEUE,))
+    await bus.start()
+    queues = bus.partitioned[SIGNALS_QUEUE]
+    try:
+        for n in range(40):
+            body = json.dumps({"signal_id": f"s-{n}", "symbol": "BTCUSDT", "n": n}).encode()
+            await bus.publish(SIGNALS_QUEUE, body, message_id=f"s-{n}")
+        # The broker refuses one publish, once (a nack); the others go through.
+        real = bus.publish_to_partition
+        refused: list[str] = []
+
+        async def once_refused(entry: str, key: str, body: bytes, properties: Any) -> None:
+            if properties.message_id == "s-10" and not refused:
+                refused.append("s-10")
+                raise PublishError("the broker refused the message (test)")
+            await real(entry, key, body, properties)
+
+        monkeypatch.setattr(bus, "publish_to_partition", once_refused)
+        router = PartitionRouter(bus, SIGNALS_QUEUE, prefetch=1, grace=2, retry_delay=0.1)
+        await router.start()
+
+        async def all_routed() -> bool:
+            return await bus.message_count(SIGNALS_QUEUE) == 0 and refused == ["s-10"]
+
+        await wait_for(all_routed, timeout=30)
+        await router.stop()
+        got = await _drain(bus, queues, sum([await bus.message_count(q) for q in queues]))
+    finally:
+        await bus.close()
+    order = [json.loads(m.body)["n"] for ms in got.values() for m in ms]
+    # With one message on its way at a time nothing passes the refused one: strictly in order.
+    assert order == list(range(40))
