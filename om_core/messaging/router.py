@@ -106,8 +106,10 @@ class PartitionRouter:
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
         # aio-pika runs each delivery's callback in a task of its own, in delivery order.
-        if self._stopping or self._recycling is not None:
-            return  # left unsettled: closing the channel returns it to the entry queue
+        if self._stopping or self._channel is None:
+            # Stopping, or closing after a failure: left unsettled, the channel's closing
+            # returns it to the entry queue.
+            return
         delivery = _Delivery(incoming)
         self._pending.append(delivery)
         task = asyncio.current_task()
