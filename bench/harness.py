@@ -107,6 +107,85 @@ async def service(
         await svc.stop()
 
 
+@asynccontextmanager
+async def processes(
+    db_url: str,
+    broker_url: str,
+    count: int,
+    extra_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[tuple[Taps, MessageBus]]:
+    """``count`` identical ``om run`` processes on one database and broker (migrated first),
+    and a bus connection of this process for publishing and for listening to the events.
+
+    With ``OM_PARTITIONS`` in ``extra_env`` it returns once every process consumes signal
+    partitions, so a run measures the steady state, not the rebalancing after start."""
+    env = {
+        "OM_DATABASE_URL": db_url,
+        "OM_BROKER_URL": broker_url,
+        "OM_API_ENABLED": "false",
+        "OM_LOG_LEVEL": "WARNING",
+        "OM_PLUGIN_PAPER_RANDOM_WALK": "false",
+        "OM_PLUGIN_PAPER_INITIAL_BALANCE": "1000000000",
+        "OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL": "none",
+        "OM_PLUGIN_RISK_MAX_POSITION_NOTIONAL": "none",
+        "OM_POSITION_SNAPSHOT_INTERVAL": "0",
+        "OM_SYNC_INTERVAL": "0",
+        **(extra_env or {}),
+    }
+    from om_core.db import migrate
+
+    await migrate.upgrade(db_url)
+    started = [await _instance(env) for _ in range(count)]
+    bus = create_bus(broker_url)
+    await bus.start()
+    taps = Taps()
+
+    async def on_event(message: Message) -> None:
+        import json
+
+        event = json.loads(message.body)
+        key = event.get("signal_id") or (event.get("order") or {}).get("exchange_order_id")
+        taps.event(event["event_type"], key or "")
+
+    consumer = await bus.consume(ORDER_EVENTS_QUEUE, on_event, prefetch=256)
+    try:
+        if int(env.get("OM_PARTITIONS", "0")) > 0:
+            await _spread(db_url, count)
+        yield taps, bus
+    finally:
+        await consumer.stop(5)
+        await bus.close()
+        for process in started:
+            process.terminate()
+        for process in started:
+            await process.wait()
+
+
+async def _spread(db_url: str, count: int, within: float = 60) -> None:
+    """Wait until ``count`` instances each consume signal partitions (coordination slots
+    1000 and up, see om_core.service)."""
+    import asyncpg
+
+    from om_core.cluster.locks import NAMESPACE
+
+    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
+    async with asyncio.timeout(within):
+        while True:
+            conn = await asyncpg.connect(dsn)
+            try:
+                holders = await conn.fetchval(
+                    "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND objsubid = 2 AND granted AND classid = $1::bigint::oid "
+                    "AND objid >= 1000 AND objid < 2000",
+                    NAMESPACE,
+                )
+            finally:
+                await conn.close()
+            if holders >= count:
+                return
+            await asyncio.sleep(0.2)
+
+
 async def _instance(env: Mapping[str, str]) -> asyncio.subprocess.Process:
     """``om run`` with ``env``, once it consumes (it prints its banner then)."""
     process = await asyncio.create_subprocess_exec(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from om_core.config import ConfigError, Settings, load_settings
 from om_core.logs import configure_logging
+from om_core.secret_files import secrets_in_files
 
 if TYPE_CHECKING:
     import uvicorn
@@ -67,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
         "topics) to ws-gateway.order",
     )
     gateway.set_defaults(func=_cmd_ws_gateway)
+
+    health = sub.add_parser(
+        "health",
+        help="probe this host's `om run` API: exit 0 when /health (or /ready) answers 200",
+        description=(
+            "For container and service-manager health checks. Asks http://127.0.0.1:"
+            "OM_API_PORT/health (liveness; with --ready, /ready: database, broker, consumers "
+            "and coordination up). Needs no API key."
+        ),
+    )
+    health.add_argument("--ready", action="store_true", help="ask /ready instead of /health")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    health.set_defaults(func=_cmd_health)
 
     plugins = sub.add_parser("plugins", help="plugin commands")
     plugins_sub = plugins.add_subparsers()
@@ -187,6 +201,8 @@ def _secrets(settings: Settings) -> list[str]:
     secrets += [v for k, v in os.environ.items() if k.startswith("OM_") and _SECRET_NAME.search(k)]
     for table in settings.plugin_config.values():
         secrets += [str(v) for k, v in table.items() if _SECRET_NAME.search(k.upper())]
+    # Plugin secrets given as files are read by the plugins later; scrub them from the start.
+    secrets += secrets_in_files(os.environ)
     for url in (settings.database_url, settings.broker_url):
         password = urlsplit(url).password
         if password:
@@ -349,6 +365,28 @@ def _banner(settings: Settings) -> str:
         "Stop with Ctrl-C (SIGINT) or SIGTERM.",
     ]
     return "\n".join(lines)
+
+
+def _cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    host = settings.api_host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - bound to every address: ask loopback
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{settings.api_port}/{'ready' if args.ready else 'health'}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            print(f"{url}: {response.status}")
+            return 0 if response.status == 200 else 1
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: {exc.code}", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"{url}: unreachable ({reason})", file=sys.stderr)
+    return 1
 
 
 # -- plugins -----------------------------------------------------------------------------------

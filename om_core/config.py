@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -32,11 +40,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from om_core.secret_files import SecretFileError, resolve_secret_files
 from om_core.suggest import did_you_mean
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "RESERVED_ENV",
+    "SECRET_SETTINGS",
     "ApiKey",
     "ConfigError",
     "Settings",
@@ -50,6 +60,9 @@ log = logging.getLogger(__name__)
 
 #: The token ``builtin`` in ``OM_PLUGINS`` expands to these, in this order.
 BUILTIN_PLUGINS = ("paper", "risk", "order_type", "sizing", "bybit")
+#: Settings that carry credentials: each may instead be read from the file ``OM_<X>_FILE``
+#: names (see :mod:`om_core.secret_files`).
+SECRET_SETTINGS = ("database_url", "broker_url", "api_keys")
 
 #: ``OM_*`` variables read by the process that are not service settings: the config file's
 #: path, the fault-injection switch of the kill tests, and the test suite's own.
@@ -163,6 +176,23 @@ class Settings(BaseSettings):
     sync_interval: float = Field(default=60.0, ge=0)
     #: Seconds between periodic snapshots of open positions (0 = only on changes).
     position_snapshot_interval: float = Field(default=300.0, ge=0)
+    #: 0: every instance consumes the entry queues (instances compete message by message; the
+    #: per-symbol locks keep that safe). N ≥ 1, on RabbitMQ: each entry queue is routed by
+    #: symbol into N partition queues, each consumed by one instance at a time
+    #: (docs/deploy.md, "Scaling out"). Fixed for a deployment.
+    partitions: int = Field(default=0, ge=0, le=256)
+    #: Seconds between coordination checks: the coordination session's health, taking over
+    #: the singletons and partitions of instances that died, rebalancing.
+    cluster_check_interval: float = Field(default=1.0, gt=0, le=60)
+    #: Seconds after which PostgreSQL ends the coordination session of an instance that went
+    #: silent (frozen, cut off), so that others take its work over.
+    cluster_session_timeout: float = Field(default=10.0, ge=2, le=600)
+
+    #: ``OM_<X>_FILE`` for each of :data:`SECRET_SETTINGS`: a file holding the value (consumed
+    #: by ``_secret_files`` below; they are always ``None`` afterwards).
+    database_url_file: str | None = Field(default=None, exclude=True, repr=False)
+    broker_url_file: str | None = Field(default=None, exclude=True, repr=False)
+    api_keys_file: str | None = Field(default=None, exclude=True, repr=False)
 
     #: Seconds between samples of the console's charts (the last hour is kept in memory; 0 =
     #: no sampling).
@@ -179,6 +209,18 @@ class Settings(BaseSettings):
         if offset is not None and offset.total_seconds() != 0:
             raise ValueError("give the time of day in UTC, without an offset (e.g. 22:00)")
         return value.replace(tzinfo=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        try:
+            return resolve_secret_files(
+                data, SECRET_SETTINGS, name_of=lambda field: f"OM_{field.upper()}"
+            )
+        except SecretFileError as exc:
+            raise ConfigError(exc.problems) from None
 
     @field_validator("plugins", mode="before")
     @classmethod
@@ -199,6 +241,17 @@ class Settings(BaseSettings):
     @classmethod
     def _keys(cls, value: Any) -> Any:
         return _parse_api_keys(value)
+
+    @field_validator("cluster_session_timeout")
+    @classmethod
+    def _session_outlives_checks(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("cluster_check_interval")
+        if isinstance(interval, float) and value < 3 * interval:
+            raise ValueError(
+                f"must be at least 3 × OM_CLUSTER_CHECK_INTERVAL ({interval:g}s): an instance "
+                "checks in every interval, and a few missed checks must not cost it its work"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -43,10 +43,12 @@ __all__ = [
     "REGISTRY",
     "StateGauges",
     "count_exchange_request",
+    "count_routed",
     "count_signal",
     "observe_hook",
     "observe_placement_latency",
     "render",
+    "set_cluster_state",
     "set_exchange_pause",
     "set_rate_limit_headroom",
 ]
@@ -175,6 +177,45 @@ def observe_hook(plugin: str, hook: str, seconds: float, *, over_budget: bool) -
         series[1].inc()
 
 
+CLUSTER_MEMBERS = Gauge(
+    "om_cluster_members",
+    "Instances of this deployment alive on the coordination database, as this one sees them "
+    "(0 while its own coordination session is down).",
+    registry=REGISTRY,
+)
+CLUSTER_SLOTS = Gauge(
+    "om_cluster_slots_running",
+    "Exclusive work this instance runs, by group: roles (singletons = outbox relay, "
+    "reconciler, snapshots; partition routers) and partition consumers.",
+    ["group"],
+    registry=REGISTRY,
+)
+ROUTED = Counter(
+    "om_partition_routed",
+    "Messages the partition router published to an entry queue's partitions (a split "
+    "order-stream message counts once per symbol).",
+    ["queue"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "om_leader",
+    "1 when this instance runs the singletons (outbox relay, reconciler, snapshots).",
+    registry=REGISTRY,
+)
+
+
+def set_cluster_state(*, members: int, running: Mapping[str, int], leader: bool) -> None:
+    """What the coordinator runs here now (see :mod:`om_core.cluster`)."""
+    CLUSTER_MEMBERS.set(members)
+    for group, count in running.items():
+        CLUSTER_SLOTS.labels(group=group).set(count)
+    LEADER.set(1 if leader else 0)
+
+
+def count_routed(queue: str, count: int = 1) -> None:
+    ROUTED.labels(queue=queue).inc(count)
+
+
 def count_signal(outcome: str) -> None:
     """One signal reached ``outcome`` (``placed``, ``rejected``, ``dead_lettered``…)."""
     SIGNALS.labels(outcome=outcome).inc()
@@ -276,5 +317,8 @@ class StateGauges:
             DLQ_MESSAGES.labels(queue=dlq_name(queue)).set(
                 await self._bus.message_count(dlq_name(queue))
             )
-        for queue in CONSUMED_QUEUES:
+        # Partitioned (OM_PARTITIONS), the entry queues feed partition queues: both lag.
+        partitioned = getattr(self._bus, "partitioned", None)
+        partitions = [q for qs in partitioned.values() for q in qs] if partitioned else []
+        for queue in (*CONSUMED_QUEUES, *partitions):
             CONSUMER_LAG.labels(queue=queue).set(await self._bus.message_count(queue))

@@ -8,6 +8,7 @@ period, flushes the outbox and closes connections.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -15,6 +16,8 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from om_core.cluster import Coordinator, Group, LocalLocks, LockSession, PgLocks, Slot
+from om_core.cluster.work import PartitionConsumer
 from om_core.config import Settings
 from om_core.db import migrate
 from om_core.db.session import SessionFactory, create_engine, create_session_factory
@@ -30,6 +33,7 @@ from om_core.instruments import Instruments
 from om_core.messaging import MessageBus, create_bus
 from om_core.messaging.base import Consumer
 from om_core.messaging.batching import Batcher
+from om_core.messaging.partition_batching import PartitionBatcher
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
@@ -44,6 +48,9 @@ from om_plugins.reports import Report, encode_reports
 __all__ = ["Service", "StartupConfigError", "StartupError"]
 
 log = logging.getLogger("om_core.service")
+
+#: The slot of the work that runs once in a deployment: outbox relay, reconciler, snapshots.
+SINGLETONS = "singletons"
 
 
 class StartupError(Exception):
@@ -78,6 +85,9 @@ class Service:
         self._env = env
         self._before_commit = before_commit
         self._consumers: list[Consumer] = []
+        self._partition_batchers: list[PartitionBatcher] = []
+        #: Set once the orders left in doubt at startup are settled: consuming waits for it.
+        self._settled = asyncio.Event()
         self.running = False
         # Set by start():
         self.db: AsyncEngine
@@ -99,6 +109,7 @@ class Service:
         self.dead_letters: DeadLetterStore
         self.sampler: Sampler
         self.intake: SignalIntake
+        self.coordinator: Coordinator
 
     @property
     def plugins(self) -> LoadedPlugins:
@@ -133,7 +144,10 @@ class Service:
             queue_type=s.queue_type,
             delivery_limit=s.delivery_limit,
             publish_timeout=s.publish_timeout_seconds,
+            partitions=s.partitions,
         )
+        if s.partitions and s.broker_url.startswith("memory://"):
+            log.warning("OM_PARTITIONS applies to RabbitMQ only; the in-process bus ignores it")
         await self.bus.start()
 
         plugin_name, factory = factories[s.exchange]
@@ -143,6 +157,7 @@ class Service:
 
         #: What the service just did, for the console's live view.
         self.live = LiveFeed()
+        # Started by the coordinator on the one instance that runs the singletons.
         self.relay = OutboxRelay(
             self.sessions,
             self.bus,
@@ -150,7 +165,6 @@ class Service:
             in_flight=s.outbox_in_flight,
             on_published=self.live.published_events,
         )
-        self.relay.start()
         self.dead_letters = DeadLetterStore(
             self.sessions,
             self.bus,
@@ -206,14 +220,26 @@ class Service:
         )
 
         await self.hooks.startup(s.describe())
+        # Singletons (and, partitioned, routers and partitions) go where the coordinator puts
+        # them. What this instance takes waits for the in-doubt resolution below, except the
+        # outbox relay: events already committed go out meanwhile.
+        self.coordinator = Coordinator(
+            self._locks(),
+            self._work(consume),
+            interval=s.cluster_check_interval,
+            timeout=s.cluster_session_timeout,
+            leader=SINGLETONS,
+        )
+        await self.coordinator.start()
         # Fail closed: nothing new is placed while an earlier order's fate is unknown.
         await self.resolver.resolve_until_settled()
-        await self._reconcile_at_startup()
         self.resolver.start()
-        self.reconciler.start(s.sync_interval)
-        self.snapshots.start()
+        self._settled.set()
+        # Every instance samples its own metrics for the console's charts.
         self.sampler.start()
-        if consume:
+        # A sole instance runs everything now (the leader has reconciled).
+        await self.coordinator.first_round()
+        if consume and not self._partitioned:
             # Updates first: a fill must never wait behind a queue of new signals.
             self._consumers.append(
                 await self.bus.consume(
@@ -231,6 +257,87 @@ class Service:
             ", ".join(self._plugins.objects),
         )
 
+    # -- who runs what -----------------------------------------------------------------------
+
+    @property
+    def _partitioned(self) -> dict[str, tuple[str, ...]]:
+        """entry queue → partition queues, when the bus partitions (RabbitMQ, OM_PARTITIONS)."""
+        partitioned = getattr(self.bus, "partitioned", None)
+        return dict(partitioned) if isinstance(partitioned, dict) else {}
+
+    def _locks(self) -> LockSession:
+        s = self.settings
+        if s.is_embedded_db:
+            return LocalLocks()
+        return PgLocks(s.database_url, session_timeout=s.cluster_session_timeout)
+
+    def _work(self, consume: bool) -> list[Group]:
+        """The exclusive work of the deployment, as coordinator slots (lock numbers are part
+        of the deployment's contract: every instance must use the same)."""
+        s = self.settings
+        roles = [Slot(SINGLETONS, 1, self._start_singletons, self._stop_singletons)]
+        groups = [Group("roles", roles)]
+        if not consume or not self._partitioned:
+            return groups
+        from om_core.messaging.rabbitmq import RabbitBus
+        from om_core.messaging.router import PartitionRouter
+
+        assert isinstance(self.bus, RabbitBus)
+        handlers = {
+            ORDER_UPDATES_QUEUE: (self.event_subscriber.handle_batch, s.update_batch, 2000),
+            SIGNALS_QUEUE: (self.signal_consumer.handle_batch, s.signal_batch, 1000),
+        }
+        for number, entry in enumerate(sorted(self._partitioned), start=2):
+            router = PartitionRouter(
+                self.bus, entry, prefetch=s.prefetch, grace=s.shutdown_grace_seconds
+            )
+            roles.append(
+                Slot(f"router:{entry}", number, self._after_settling(router.start), router.stop)
+            )
+        # Updates first, as above.
+        for entry in (ORDER_UPDATES_QUEUE, SIGNALS_QUEUE):
+            process, batch, base = handlers[entry]
+            # One batcher over all the partitions this instance holds: batches as large as
+            # without partitions, one partition's messages still strictly in order.
+            batcher = PartitionBatcher(process, max_batch=batch, name=entry)
+            self._partition_batchers.append(batcher)
+            slots = []
+            for index, queue in enumerate(self._partitioned.get(entry, ())):
+                work = PartitionConsumer(
+                    self.bus,
+                    queue,
+                    batcher.handler(queue),
+                    prefetch=s.prefetch,
+                    grace=s.shutdown_grace_seconds,
+                )
+                start = self._after_settling(work.start)
+                slots.append(Slot(f"partition:{queue}", base + index, start, work.stop))
+            groups.append(Group(entry, slots))
+        return groups
+
+    def _after_settling(
+        self, start: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        async def gated() -> None:
+            await self._settled.wait()
+            await start()
+
+        return gated
+
+    async def _start_singletons(self) -> None:
+        self.relay.start()
+        log.info("this instance runs the singletons: outbox relay, reconciler, snapshots")
+        await self._settled.wait()
+        # A new leader may follow one that died: fix what it left before the periodic pass.
+        await self._reconcile_at_startup()
+        self.reconciler.start(self.settings.sync_interval)
+        self.snapshots.start()
+
+    async def _stop_singletons(self) -> None:
+        await self.snapshots.stop()
+        await self.reconciler.stop()
+        await self.relay.stop()
+
     async def on_stream_gap(self) -> None:
         """The exchange's order stream was interrupted: updates may have been lost."""
         report = await self.reconciler.run()
@@ -244,6 +351,7 @@ class Service:
             # periodic pass, so an exchange hiccup here must not keep the service down.
             log.exception("startup reconciliation failed; it runs again periodically")
             return
+        log.info("reconciled on taking the singletons: %d drift(s)", len(report.drifts))
         if report.errors:
             log.warning(
                 "startup reconciliation: %d problem(s), e.g. %s",
@@ -268,14 +376,14 @@ class Service:
             await self.resolver.stop()
         if hasattr(self, "executor"):
             await self.executor.pause.stop()
-        if hasattr(self, "snapshots"):
-            await self.snapshots.stop()
         if hasattr(self, "sampler"):
             await self.sampler.stop()
-        if hasattr(self, "reconciler"):
-            await self.reconciler.stop()
+        if hasattr(self, "coordinator"):
+            # Partitions, routers, then the singletons; leaving frees this instance's locks.
+            await self.coordinator.stop()
+        for batcher in self._partition_batchers:
+            await batcher.close()
         if hasattr(self, "relay"):
-            await self.relay.stop()
             try:
                 await self.relay.publish_pending()
             except Exception:
@@ -294,7 +402,12 @@ class Service:
 
     async def ready(self) -> dict[str, bool]:
         """Up/down of what the service needs, for ``/ready``."""
-        checks = {"database": False, "broker": False, "consumers": bool(self._consumers)}
+        consuming = bool(self._consumers) or (
+            bool(self._partitioned) and hasattr(self, "coordinator")
+        )
+        checks = {"database": False, "broker": False, "consumers": consuming}
+        if hasattr(self, "coordinator"):
+            checks["coordination"] = self.coordinator.healthy
         try:
             async with self.sessions() as session:
                 await (await session.connection()).execute(text("SELECT 1"))

@@ -103,6 +103,8 @@ class OutboxRelay:
         self._wake.set()
 
     def start(self) -> None:
+        # Restartable: leadership stops and starts the relay as it moves between instances.
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:

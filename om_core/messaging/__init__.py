@@ -32,8 +32,13 @@ def create_bus(
     queue_type: str = "quorum",
     delivery_limit: int = 10,
     publish_timeout: float = 10.0,
+    partitions: int = 0,
 ) -> MessageBus:
-    """Build the bus for ``url``: ``memory://`` or ``amqp://``."""
+    """Build the bus for ``url``: ``memory://`` or ``amqp://``.
+
+    ``partitions`` applies to RabbitMQ only: the in-process bus lives in one process, which
+    consumes everything anyway.
+    """
     if url.startswith("memory://"):
         from om_core.messaging.memory import MemoryBus
 
@@ -45,4 +50,5 @@ def create_bus(
         queue_type=queue_type,
         delivery_limit=delivery_limit,
         publish_timeout=publish_timeout,
+        partitions=partitions,
     )

@@ -27,6 +27,7 @@ original is returned to its queue instead, never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -40,6 +41,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
     DeliveryMode,
+    ExchangeType,
 )
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
@@ -68,6 +70,12 @@ from om_core.messaging.base import (
     dlq_name,
     judge,
 )
+from om_core.messaging.partitions import (
+    PARTITIONED_QUEUES,
+    exchange_name,
+    partition_queue,
+    partition_queues,
+)
 from om_core.messaging.topology import ALL_QUEUES
 
 __all__ = ["QUEUE_TYPES", "RabbitBus", "queue_arguments"]
@@ -85,13 +93,26 @@ _CONTROL_TIMEOUT = 10.0
 _PERSISTENT = int(DeliveryMode.PERSISTENT)
 
 
-def queue_arguments(queue: str, *, queue_type: str, delivery_limit: int) -> dict[str, Any]:
-    """The arguments ``queue`` is declared with (``<queue>.dlq`` gets just its type)."""
+def queue_arguments(
+    queue: str,
+    *,
+    queue_type: str,
+    delivery_limit: int,
+    dead_letter_to: str | None = None,
+    single_active_consumer: bool = False,
+) -> dict[str, Any]:
+    """The arguments ``queue`` is declared with (``<queue>.dlq`` gets just its type).
+
+    A partition queue dead-letters into its entry queue's ``.dlq`` (``dead_letter_to``) and
+    has a single active consumer.
+    """
     arguments: dict[str, Any] = {
         "x-queue-type": queue_type,
         "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": dlq_name(queue),
+        "x-dead-letter-routing-key": dead_letter_to or dlq_name(queue),
     }
+    if single_active_consumer:
+        arguments["x-single-active-consumer"] = True
     if queue_type == "quorum":
         arguments |= {
             "x-delivery-limit": delivery_limit,
@@ -110,22 +131,46 @@ class RabbitBus(MessageBus):
         delivery_limit: int = 10,
         queues: Iterable[str] = ALL_QUEUES,
         publish_timeout: float = 10.0,
+        partitions: int = 0,
     ) -> None:
+        """``partitions`` ≥ 1 adds, for each of :data:`PARTITIONED_QUEUES` among ``queues``,
+        the consistent-hash exchange and that many partition queues
+        (:mod:`om_core.messaging.partitions`)."""
         if queue_type not in QUEUE_TYPES:
             raise ValueError(f"queue_type must be one of {QUEUE_TYPES} (got {queue_type!r})")
         if delivery_limit < 1:
             raise ValueError(f"delivery_limit must be at least 1 (got {delivery_limit})")
+        if partitions < 0:
+            raise ValueError(f"partitions must be 0 or more (got {partitions})")
         self.queue_type = queue_type
         self.delivery_limit = delivery_limit
-        self.queues = tuple(queues)
         self.publish_timeout = publish_timeout
+        self.partitions = partitions
         self._url = url
+        entries = tuple(queues)
+        #: entry queue → its partition queues (none when partitioning is off).
+        self.partitioned: dict[str, tuple[str, ...]] = {
+            entry: partition_queues(entry, partitions)
+            for entry in entries
+            if partitions and entry in PARTITIONED_QUEUES
+        }
+        #: partition queue → its entry queue.
+        self._entry_of = {q: entry for entry, qs in self.partitioned.items() for q in qs}
+        self.queues = entries + tuple(self._entry_of)
         # Declaration order matters: each dead-letter queue before the queue feeding it.
         self._arguments: dict[str, dict[str, Any]] = {}
-        for queue in self.queues:
+        for queue in entries:
             self._arguments[dlq_name(queue)] = {"x-queue-type": queue_type}
             self._arguments[queue] = queue_arguments(
                 queue, queue_type=queue_type, delivery_limit=delivery_limit
+            )
+        for queue, entry in self._entry_of.items():
+            self._arguments[queue] = queue_arguments(
+                queue,
+                queue_type=queue_type,
+                delivery_limit=delivery_limit,
+                dead_letter_to=dlq_name(entry),
+                single_active_consumer=True,
             )
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
@@ -152,6 +197,8 @@ class RabbitBus(MessageBus):
         log.info("connected to %s; queues declared: %s", mask_url(self._url), self.queues)
 
     async def _declare(self, connection: AbstractRobustConnection) -> None:
+        if self.partitioned:
+            await self._declare_exchanges()
         problems: list[str] = []
         channel = await _plain_channel(connection)
         try:
@@ -166,10 +213,65 @@ class RabbitBus(MessageBus):
                     # The broker closed the channel with the error.
                     await _close_quietly(channel)
                     channel = await _plain_channel(connection)
+            if not problems:
+                await self._bind_partitions(connection, channel)
         finally:
             await _close_quietly(channel)
         if problems:
             raise TopologyError("; ".join(problems))
+
+    async def _declare_exchanges(self) -> None:
+        """The consistent-hash exchanges, on a connection of their own: a broker without the
+        plugin answers an unknown exchange type by closing the whole connection."""
+        try:
+            connection = await aio_pika.connect(self._url)
+        except (*CONNECTION_EXCEPTIONS, OSError) as exc:
+            raise TopologyError(
+                f"cannot connect to declare the partition exchanges: {exc}"
+            ) from exc
+        try:
+            channel = await connection.channel()
+            for entry in self.partitioned:
+                await channel.declare_exchange(
+                    exchange_name(entry), type=ExchangeType.X_CONSISTENT_HASH, durable=True
+                )
+        except (AMQPError, *CONNECTION_EXCEPTIONS) as exc:
+            raise TopologyError(
+                "cannot declare the x-consistent-hash exchanges that OM_PARTITIONS="
+                f"{self.partitions} needs ({exc!r}); enable the broker's plugin "
+                "(rabbitmq-plugins enable rabbitmq_consistent_hash_exchange) or set "
+                "OM_PARTITIONS=0"
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def _bind_partitions(
+        self, connection: AbstractRobustConnection, channel: AbstractChannel
+    ) -> None:
+        for entry, queues in self.partitioned.items():
+            for queue in queues:
+                amqp_queue = await channel.declare_queue(
+                    queue, durable=True, arguments=self._arguments[queue]
+                )
+                # The binding key of a consistent-hash exchange is the queue's weight.
+                await amqp_queue.bind(exchange_name(entry), routing_key="1")
+            # A partition beyond the configured count that still exists is bound to the
+            # exchange and would take its share of the symbols with nobody consuming it.
+            extra = partition_queue(entry, self.partitions)
+            probe = await _plain_channel(connection)
+            try:
+                await probe.declare_queue(extra, passive=True)
+            except ChannelNotFoundEntity:
+                continue
+            finally:
+                await _close_quietly(probe)
+            raise TopologyError(
+                f"queue {extra!r} exists: OM_PARTITIONS was larger before. Partitions are "
+                "fixed for a deployment; stop every instance, let the partition queues drain "
+                "(or move their messages back to the entry queue) and delete the extra ones "
+                "with their bindings, or keep the old OM_PARTITIONS"
+            )
 
     async def close(self) -> None:
         """Stop the consumers still running, without grace, then disconnect."""
@@ -210,7 +312,24 @@ class RabbitBus(MessageBus):
         )
         await self._publish(queue, body, properties)
 
-    async def _publish(self, queue: str, body: bytes, properties: Basic.Properties) -> None:
+    async def publish_to_partition(
+        self, entry: str, routing_key: str, body: bytes, properties: Basic.Properties
+    ) -> None:
+        """Publish to ``entry``'s partition exchange (the router's hop); returns once
+        confirmed, raises :class:`PublishError` otherwise."""
+        await self._publish(
+            entry, body, properties, exchange=exchange_name(entry), routing_key=routing_key
+        )
+
+    async def _publish(
+        self,
+        queue: str,
+        body: bytes,
+        properties: Basic.Properties,
+        *,
+        exchange: str = "",
+        routing_key: str | None = None,
+    ) -> None:
         publisher = self._publisher
         if publisher is None:
             raise PublishError(f"cannot publish to {queue!r}: the bus is not started")
@@ -224,7 +343,11 @@ class RabbitBus(MessageBus):
                 # publish's Python time; every signal costs several publishes).
                 channel = await publisher.get_underlay_channel()
                 await channel.basic_publish(
-                    body, exchange="", routing_key=queue, properties=properties, mandatory=True
+                    body,
+                    exchange=exchange,
+                    routing_key=queue if routing_key is None else routing_key,
+                    properties=properties,
+                    mandatory=True,
                 )
         except ReturnedError as exc:
             raise PublishError(f"no queue {queue!r}: message returned unroutable") from exc
@@ -248,11 +371,7 @@ class RabbitBus(MessageBus):
         channel = await connection.channel(publisher_confirms=False)
         try:
             await channel.set_qos(prefetch_count=prefetch)
-            # Declared, not looked up: after a reconnect the robust channel declares it again,
-            # with the same arguments.
-            amqp_queue = await channel.declare_queue(
-                queue, durable=True, arguments=self._arguments[queue]
-            )
+            amqp_queue = await self.declare_on(channel, queue)
             consumer = _RabbitConsumer(self, queue, handler, channel, amqp_queue)
             await consumer.start()
         except BaseException:
@@ -260,6 +379,15 @@ class RabbitBus(MessageBus):
             raise
         self._consumers.add(consumer)
         return consumer
+
+    async def consumer_channel(self) -> AbstractRobustChannel:
+        """A channel the robust connection restores after a reconnect (with its consumers)."""
+        return await self._require_connection().channel(publisher_confirms=False)
+
+    async def declare_on(self, channel: AbstractRobustChannel, queue: str) -> AbstractQueue:
+        """``queue`` on ``channel``, declared rather than looked up: after a reconnect the
+        robust channel declares it again, with the same arguments."""
+        return await channel.declare_queue(queue, durable=True, arguments=self._arguments[queue])
 
     async def get(self, queue: str, *, timeout: float) -> Message | None:  # noqa: ASYNC109
         connection = self._require_connection()
@@ -315,17 +443,20 @@ class RabbitBus(MessageBus):
             faults.checkpoint(faults.before_ack_point(queue))
             await _ack(queue, incoming)
         elif verdict.settlement is Settlement.DEAD_LETTER:
+            # A partition's dead letters go with its entry queue's: one place to look, and
+            # the entry queue is where to send them back to.
+            entry = self._entry_of.get(queue, queue)
             headers = {
                 **_publisher_headers(incoming),
                 ERROR_HEADER: verdict.reason,
-                ORIGINAL_QUEUE_HEADER: queue,
+                ORIGINAL_QUEUE_HEADER: entry,
             }
             await self._republish_then_ack(
-                dlq_name(queue),
+                dlq_name(entry),
                 queue,
                 incoming,
                 headers,
-                before_ack=lambda: self._sink_dead_letter(queue, message, verdict.reason),
+                before_ack=lambda: self._sink_dead_letter(entry, message, verdict.reason),
             )
         elif self.queue_type == "classic":
             headers = {
@@ -481,9 +612,9 @@ async def _wait_for_one(
     return arrived.result() if arrived.done() else None
 
 
-async def _ack(queue: str, incoming: AbstractIncomingMessage) -> None:
+async def _ack(queue: str, incoming: AbstractIncomingMessage, *, multiple: bool = False) -> None:
     try:
-        await incoming.ack()
+        await incoming.ack(multiple=multiple)
     except CONNECTION_EXCEPTIONS as exc:
         log.warning(
             "cannot acknowledge message %s from %s (%r); the broker will deliver it again",

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
 from om_core.plugins.errors import PluginLoadError
+from om_core.secret_files import SecretFileError, resolve_secret_files, secret_fields
 from om_core.suggest import did_you_mean
 
 __all__ = [
@@ -117,6 +118,13 @@ def build_plugin_settings(
                 values.pop(field, None)
             continue
         values[field] = raw
+    try:
+        # ``<PREFIX><FIELD>_FILE`` (or ``<field>_file`` in the table) for SecretStr fields.
+        values = resolve_secret_files(
+            values, secret_fields(model), name_of=lambda field: f"{prefix}{field.upper()}"
+        )
+    except SecretFileError as exc:
+        problems.extend(exc.problems)
     if not _allows_extra(model):
         for field in [f for f in values if f not in model.model_fields]:
             where = origin.get(field, field)

@@ -313,9 +313,7 @@ class PaperExchange(ExchangeAdapter):
         if client_order_id:
             order = self.orders.get(client_order_id)
         else:
-            order = next(
-                (o for o in self.orders.values() if o.order_id == exchange_order_id), None
-            )
+            order = next((o for o in self.orders.values() if o.order_id == exchange_order_id), None)
         # Like Bybit, a lookup under another symbol or category finds nothing.
         if order is None or order.request.symbol != symbol or order.request.category != category:
             return None
