@@ -49,7 +49,9 @@ class RecordingFakeBybit(FakeBybit):
     * ``create-existing`` — a create while it already had one (a blind re-send: the exchange
       refuses it, but the protocol must never send it);
     * ``miss`` — a lookup that found nothing (the order-history step of a lookup for an order
-      the exchange does not have).
+      the exchange does not have);
+    * ``refused`` — a create the rate limit (10006) or an IP ban (HTTP 403/429) turned away
+      before processing it: sending it again needs no lookup.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -62,13 +64,31 @@ class RecordingFakeBybit(FakeBybit):
                 link = json.loads(await request.read()).get("orderLinkId")
             except (ValueError, AttributeError):
                 link = None
+            existed = link in self.orders
+            response = await super()._serve(request, path)
             if isinstance(link, str) and link:
-                self.timeline[link].append("create-existing" if link in self.orders else "create")
-        elif request.method == "GET" and path == "/v5/order/history":
+                # A create the rate limit or an IP ban refused was never processed: sending
+                # it again at once is what the protocol does (ExchangeUnavailable).
+                step = "create-existing" if existed else "create"
+                self.timeline[link].append("refused" if _throttled(response) else step)
+            return response
+        if request.method == "GET" and path == "/v5/order/history":
             link = request.query.get("orderLinkId")
             if link and link not in self.orders:
                 self.timeline[link].append("miss")
         return await super()._serve(request, path)
+
+
+def _throttled(response: web.StreamResponse) -> bool:
+    if response.status in (403, 429):
+        return True
+    body = getattr(response, "body", None)
+    if not isinstance(body, bytes | bytearray):
+        return False
+    try:
+        return bool(json.loads(body).get("retCode") == 10006)
+    except (ValueError, AttributeError):
+        return False
 
 
 def bybit_env(fake: FakeBybit) -> dict[str, str]:
@@ -318,6 +338,8 @@ def audit_resends(fake: RecordingFakeBybit, links: Iterable[str], tally: Tally) 
         for step in fake.timeline.get(link, []):
             if step == "miss":
                 misses += 1
+                continue
+            if step == "refused":
                 continue
             if step == "create-existing":
                 tally.add("orders_duplicated", f"{link}: created again while it existed")
