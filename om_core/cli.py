@@ -677,6 +677,10 @@ def _cmd_signal_send(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         signal_id = asyncio.run(send_signal(settings, payload))
+    except InvalidSignal as exc:  # beyond this deployment's bounds (OM_MAX_MESSAGE_BYTES, …)
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     except SendError as exc:
         _print_problems(settings, exc)
         return 2 if settings.broker_url.startswith("memory://") else 1

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
 
     #: Signals older than this (by ``created_at`` or first receipt) are rejected as stale.
     max_signal_age_seconds: float = Field(default=60.0, gt=0)
+    #: Largest signal, in bytes, on the bus and over the API (docs/signals.md, "Limits").
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: How far ahead of this clock a signal's ``created_at`` may be before it is rejected
+    #: ``SIGNAL_FROM_FUTURE``.
+    clock_skew_seconds: float = Field(default=5.0, ge=0, le=3600)
+    #: Dead-letter signals without ``created_at`` (their age cannot be known otherwise).
+    require_created_at: bool = False
     #: Messages a consumer holds unacknowledged at once. Under load this bounds the batches:
     #: four batches of up to ``signal_batch`` in progress, and the next ones waiting, need
     #: about 8 × 32 (a burst ran at 120 signals/s with 64, 220/s with 256: bench/README.md).

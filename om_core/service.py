@@ -39,6 +39,7 @@ from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
 from om_core.reconcile import Reconciler
 from om_core.sampler import Sampler
+from om_core.signals.contract import SignalLimits
 from om_core.signals.intake import SignalIntake
 from om_core.updates.apply import UpdateApplier
 from om_core.updates.subscriber import EventSubscriber
@@ -171,7 +172,10 @@ class Service:
             on_recorded=lambda row: self.live.publish("dead_letter", row),
         )
         self.bus.dead_letter_sink = self.dead_letters.record
-        self.intake = SignalIntake(self.sessions, self.bus, self.live)
+        limits = SignalLimits.of(s)
+        self.intake = SignalIntake(
+            self.sessions, self.bus, self.live, limits, on_committed=self.relay.notify
+        )
         max_age = timedelta(seconds=s.max_signal_age_seconds)
         context = ContextBuilder(self.exchange, self.instruments, day_start=s.trading_day_start)
         self.executor = OrderExecutor(
@@ -189,9 +193,10 @@ class Service:
             context,
             self.executor,
             max_signal_age=max_age,
+            clock_skew=limits.clock_skew,
             on_committed=self.relay.notify,
         )
-        self.signal_consumer = SignalConsumer(self.sessions, self.processor)
+        self.signal_consumer = SignalConsumer(self.sessions, self.processor, limits)
         #: The ``model-service.trading_signals`` handler: signals that arrive together are
         #: decided in one transaction and placed at once.
         self.signal_handler = Batcher(

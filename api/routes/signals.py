@@ -35,19 +35,16 @@ from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession
 from om_core.messaging.base import PublishError
 from om_core.service import Service
-from om_core.signals.contract import InvalidSignal
-from om_core.signals.intake import Submission
+from om_core.signals.contract import InvalidSignal, MessageTooLarge
+from om_core.signals.intake import SignalIdConflict, Submission
 from om_core.signals.store import SignalStatus
 from om_plugins.types import Side
 
-__all__ = ["MAX_SIGNAL_BYTES", "receipt", "router", "signal_item", "signal_out", "submit"]
+__all__ = ["read_bounded", "receipt", "router", "signal_item", "signal_out", "submit"]
 
 router = api_v1_router("signals")
 
 CURSOR_KIND = "g"
-#: A transport bound, so a request cannot make the service hold an arbitrary body; what a
-#: signal may contain is the contract's to say.
-MAX_SIGNAL_BYTES = 256 * 1024
 
 _SIGNAL_BODY = {
     "requestBody": {
@@ -72,7 +69,20 @@ _SUBMIT_ERRORS = described_errors(
             "The body is larger than a signal can be",
             {
                 "payload_too_large": error_example(
-                    "payload_too_large", "a signal is at most 262144 bytes"
+                    "payload_too_large",
+                    "message is 10485760 bytes, more than the maximum of 65536 "
+                    "(OM_MAX_MESSAGE_BYTES)",
+                )
+            },
+        ),
+        409: (
+            "The `signal_id` is known with other content: the first copy wins, this one is "
+            "refused (`SIGNAL_ID_CONFLICT`, with a `signal.rejected` event)",
+            {
+                "signal_id_conflict": error_example(
+                    "signal_id_conflict",
+                    "a signal with this signal_id and other content is known already",
+                    {"signal_id": "manual-2026-01-05-1", "fields": "qty"},
                 )
             },
         ),
@@ -137,18 +147,46 @@ async def signal_out(session: AsyncSession, record: SignalRecord) -> SignalOut:
 
 async def submit(service: Service, body: bytes, actor: str, *, source: str) -> Submission:
     """Validate and queue a signal; API errors for what the caller must fix or retry."""
-    if len(body) > MAX_SIGNAL_BYTES:
-        raise ApiError(413, "payload_too_large", f"a signal is at most {MAX_SIGNAL_BYTES} bytes")
     try:
         return await service.intake.submit(body, source=source, actor=actor)
+    except MessageTooLarge as exc:
+        raise ApiError(413, "payload_too_large", exc.problems[0]) from None
     except InvalidSignal as exc:
         raise ApiError(
             422, "invalid_signal", "the signal is invalid", {"problems": exc.problems}
+        ) from None
+    except SignalIdConflict as exc:
+        raise ApiError(
+            409,
+            "signal_id_conflict",
+            exc.reason.message,
+            {"signal_id": exc.signal_id, **exc.reason.details},
         ) from None
     except PublishError as exc:
         raise ApiError(
             503, "broker_unavailable", f"the broker did not confirm the signal: {exc}"
         ) from None
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, read no further than one byte past ``limit`` (the contract then answers 413
+    for it): a 10 MB body is not held whole to be refused."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"message is {int(declared)} bytes, more than the maximum of {limit} "
+            "(OM_MAX_MESSAGE_BYTES)",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)
 
 
 async def receipt(service: Service, submission: Submission) -> SignalReceipt:
@@ -184,7 +222,7 @@ async def receipt(service: Service, submission: Submission) -> SignalReceipt:
     openapi_extra=_SIGNAL_BODY,
 )
 async def post_signal(key: TradeKey, service: ServiceDep, request: Request) -> JSONResponse:
-    body = await request.body()
+    body = await read_bounded(request, service.intake.limits.max_bytes)
     submission = await submit(service, body, key.actor, source="api")
     out = await receipt(service, submission)
     return JSONResponse(

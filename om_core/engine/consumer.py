@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -21,7 +22,12 @@ from om_core.db.types import utcnow
 from om_core.engine.processor import Incoming, SignalOutcome, SignalProcessor
 from om_core.messaging.base import DeadLetter, Message
 from om_core.signals import store
-from om_core.signals.contract import InvalidSignal, decode_json, parse_signal, read_signal_id
+from om_core.signals.contract import (
+    DEFAULT_LIMITS,
+    InvalidSignal,
+    SignalLimits,
+    parse_message,
+)
 from om_plugins.errors import ExchangeUnavailable, OutcomeUnknown
 from om_plugins.types import Signal
 
@@ -84,13 +90,19 @@ async def retry_transient(
 
 
 class SignalConsumer:
-    def __init__(self, factory: SessionFactory, processor: SignalProcessor) -> None:
+    def __init__(
+        self,
+        factory: SessionFactory,
+        processor: SignalProcessor,
+        limits: SignalLimits = DEFAULT_LIMITS,
+    ) -> None:
         self._factory = factory
         self._processor = processor
+        self._limits = limits
 
     async def handle(self, message: Message) -> None:
         faults.checkpoint("signal.received")
-        await self.process_bytes(message.body)
+        await self._process(await self._parse(message.body, message.timestamp))
 
     async def handle_batch(self, messages: Sequence[Message]) -> list[BaseException | None]:
         """Signals that arrived together, decided in one transaction when possible.
@@ -104,7 +116,7 @@ class SignalConsumer:
         for index, message in enumerate(messages):
             faults.checkpoint("signal.received")
             try:
-                valid.append((index, await self._parse(message.body)))
+                valid.append((index, await self._parse(message.body, message.timestamp)))
             except Exception as exc:
                 outcomes[index] = exc
         if len(valid) > 1:
@@ -134,19 +146,20 @@ class SignalConsumer:
     async def process_bytes(self, body: bytes) -> SignalOutcome:
         return await self._process(await self._parse(body))
 
-    async def _parse(self, body: bytes) -> Incoming:
+    async def _parse(self, body: bytes, sent_at: datetime | None = None) -> Incoming:
         """The signal in ``body``; raises :class:`DeadLetter` (after recording what it can)."""
         received_at = utcnow()
-        data: Any = None
         try:
-            data = decode_json(body)
-            return Incoming(parse_signal(data), data, received_at)
+            signal, data = parse_message(body, self._limits)
+            return Incoming(signal, data, received_at, sent_at)
         except InvalidSignal as exc:
-            signal_id = exc.signal_id or read_signal_id(data)
-            problems = exc.problems
+            signal_id = exc.signal_id
+            problems, code = exc.problems, exc.code
+            # What breaks a bound is not stored; the message itself is in the DLQ.
+            payload = exc.payload if exc.storable else None
             if signal_id is not None:
                 await retry_transient(
-                    lambda: self._record_dead_letter(signal_id, problems, data),
+                    lambda: self._record_dead_letter(signal_id, problems, payload, code),
                     what=f"recording dead-lettered signal {signal_id}",
                 )
             log.warning("dead-lettering signal %s: %s", signal_id or "<no id>", exc)
@@ -162,9 +175,11 @@ class SignalConsumer:
         _report(signal, outcome)
         return outcome
 
-    async def _record_dead_letter(self, signal_id: str, problems: list[str], data: Any) -> None:
+    async def _record_dead_letter(
+        self, signal_id: str, problems: list[str], data: Any, code: str
+    ) -> None:
         async with self._factory() as session, session.begin():
-            await store.record_dead_letter(session, signal_id, problems, data)
+            await store.record_dead_letter(session, signal_id, problems, data, code=code)
 
 
 def _report(signal: Signal, outcome: SignalOutcome) -> None:

@@ -8,6 +8,7 @@ pass a limit only one of them fits.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,11 +26,13 @@ from om_core.db.types import utcnow
 from om_core.engine.context import ContextBuilder, DatabaseState, MarketData, open_order
 from om_core.engine.decisions import DecisionThreads
 from om_core.engine.executor import OrderExecutor
+from om_core.events.payloads import reasons_payload
 from om_core.orders.client_id import client_order_id
 from om_core.orders.rows import Intent, insert_intents
 from om_core.orders.status import IN_DOUBT, OrderStatus
 from om_core.plugins.facade import Decided, PluginHooks
 from om_core.signals import store
+from om_core.signals.contract import signal_born, timing_rejection
 from om_core.signals.store import FINAL, SignalStatus
 from om_plugins.errors import ExchangeAuthError, ExchangeRejected, ExchangeUnavailable
 from om_plugins.rounding import is_multiple, round_down, round_up
@@ -46,7 +49,13 @@ from om_plugins.types import (
     Signal,
 )
 
-__all__ = ["Incoming", "SignalOutcome", "SignalProcessor"]
+__all__ = ["IN_DOUBT_OUTCOME", "Incoming", "SignalOutcome", "SignalProcessor"]
+
+log = logging.getLogger(__name__)
+
+#: The outcome of a signal whose order was sent and whose answer was lost (its row says
+#: ``processing``): the intent is durable, and the order is looked up until it settles.
+IN_DOUBT_OUTCOME = "in_doubt"
 
 
 #: Order statuses after a placement attempt that do not make the signal placed.
@@ -56,7 +65,7 @@ _NOT_PLACED = IN_DOUBT | {OrderStatus.REJECTED}
 @dataclass(frozen=True, slots=True)
 class SignalOutcome:
     signal_id: str
-    #: processing (an order is still in doubt) | placed | rejected
+    #: placed | rejected | in_doubt (an order was sent and its answer is still unknown)
     status: str
     reasons: Sequence[Mapping[str, Any]] = ()
     client_order_ids: Sequence[str] = ()
@@ -71,6 +80,8 @@ class Incoming:
     signal: Signal
     payload: Mapping[str, Any]
     received_at: datetime
+    #: The AMQP ``timestamp`` the producer stamped, if any.
+    sent_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +97,10 @@ class _Plan:
     rejection: list[Rejection] | None = None
     resolve: list[int] = field(default_factory=list)
     outcome: SignalOutcome | None = None
+    #: The payload stored under the signal id (the first stored copy's, which wins).
+    stored: Any = None
+    #: The first copy in the batch conflicts with the stored one (``outcome`` says so).
+    conflict: bool = False
 
 
 class SignalProcessor:
@@ -98,6 +113,7 @@ class SignalProcessor:
         executor: OrderExecutor,
         *,
         max_signal_age: timedelta,
+        clock_skew: timedelta = timedelta(seconds=5),
         on_committed: Callable[[], None] = lambda: None,
     ) -> None:
         self._factory = factory
@@ -106,6 +122,7 @@ class SignalProcessor:
         self._context = context
         self._executor = executor
         self._max_age = max_signal_age
+        self._clock_skew = clock_skew
         self._on_committed = on_committed
         #: Decision hooks run here, off the event loop (see :mod:`om_core.engine.decisions`).
         self.decisions = DecisionThreads()
@@ -133,7 +150,13 @@ class SignalProcessor:
         unique = list(first.values())
         # A signal decided earlier is found under the lock below; exchange reads for it are
         # wasted but harmless, and checking first would cost every signal a transaction.
-        markets = await asyncio.gather(*(self._market(i.signal) for i in unique))
+        try:
+            markets = await asyncio.gather(*(self._market(i.signal) for i in unique))
+        except Exception:
+            # Held for a retry (the exchange is unreachable): the first receipt is kept, so
+            # a redelivery after a restart still counts the signal's age from it.
+            await self._keep_receipts(unique)
+            raise
         plans = {
             i.signal.signal_id: _Plan(i, market) for i, market in zip(unique, markets, strict=True)
         }
@@ -154,12 +177,25 @@ class SignalProcessor:
                 signal = plan.incoming.signal
                 if signal.signal_id in created:
                     plan.row_id = created[signal.signal_id]
-                    plan.born = signal.created_at or plan.incoming.received_at
+                    plan.born = self._born(plan.incoming, plan.incoming.received_at)
                     plan.undecided = True
+                    plan.stored = store.json_safe(plan.incoming.payload)
                 else:
                     await self._known(session, plan)
+            # Later copies of an id in this batch: content unlike the stored copy's conflicts.
+            later: dict[int, SignalOutcome] = {}
+            for incoming in batch:
+                plan = plans[incoming.signal.signal_id]
+                if first[incoming.signal.signal_id] is not incoming:
+                    reason = _conflict(plan.stored, incoming.payload)
+                    if reason is not None:
+                        later[id(incoming)] = _conflict_outcome(incoming.signal.signal_id, reason)
+            conflicts = [*later.values()] + [
+                p.outcome for p in plans.values() if p.outcome is not None and p.conflict
+            ]
+            await store.stage_rejections(conn, [(o.signal_id, o.reasons) for o in conflicts])
             await self._decide_all(conn, [p for p in plans.values() if p.undecided])
-        if any(p.rejection is not None for p in plans.values()):
+        if conflicts or any(p.rejection is not None for p in plans.values()):
             # Only rejections write events here; a relay pass for nothing costs a transaction.
             self._on_committed()
         await self._place([p for p in plans.values() if p.order is not None])
@@ -175,9 +211,27 @@ class SignalProcessor:
         result = []
         for incoming in batch:
             outcome = outcomes[incoming.signal.signal_id]
-            is_first = first[incoming.signal.signal_id] is incoming
-            result.append(outcome if is_first else _duplicate(outcome))
+            if first[incoming.signal.signal_id] is not incoming:
+                outcome = later.get(id(incoming)) or _duplicate(outcome)
+            result.append(outcome)
         return result
+
+    def _born(self, incoming: Incoming, first_received_at: datetime) -> datetime:
+        return signal_born(
+            incoming.signal.created_at,
+            sent_at=incoming.sent_at,
+            received_at=min(first_received_at, incoming.received_at),
+        )
+
+    async def _keep_receipts(self, batch: Sequence[Incoming]) -> None:
+        """Store the rows of signals that are held before they could be decided (best
+        effort: when the database is the trouble, there is nothing to keep them in)."""
+        try:
+            async with self._factory() as session, session.begin():
+                conn = await session.connection()
+                await store.insert_new(conn, [(i.signal, i.payload, i.received_at) for i in batch])
+        except Exception:
+            log.warning("cannot keep the receipt of %d held signals", len(batch), exc_info=True)
 
     async def _market(self, signal: Signal) -> MarketData | Rejection:
         """Exchange reads, before any lock is taken; a reason when they cannot be had."""
@@ -209,7 +263,23 @@ class SignalProcessor:
         """A signal whose row existed: decided already, died halfway, or dead-lettered once."""
         incoming = plan.incoming
         signal = incoming.signal
+        status = (
+            await session.exec(
+                select(SignalRecord.status).where(col(SignalRecord.signal_id) == signal.signal_id)
+            )
+        ).one_or_none()
         row, _ = await store.get_or_create(session, signal, incoming.payload, incoming.received_at)
+        plan.stored = row.payload
+        # A dead-lettered id starts over with a valid copy; any other stored copy wins, always.
+        reason = (
+            None
+            if status == SignalStatus.DEAD_LETTERED
+            else _conflict(row.payload, incoming.payload)
+        )
+        if reason is not None:
+            plan.outcome = _conflict_outcome(signal.signal_id, reason)
+            plan.conflict = True
+            return
         if row.status in FINAL:
             plan.outcome = _duplicate(await self._outcome_in(session, row))
             return
@@ -224,7 +294,7 @@ class SignalProcessor:
         if not orders:
             plan.row_id, plan.born, plan.undecided = (
                 row.id,
-                signal.created_at or row.received_at,
+                self._born(incoming, row.received_at),
                 True,
             )
 
@@ -260,8 +330,12 @@ class SignalProcessor:
             decision: ProposedOrder | list[Rejection]
             if isinstance(plan.market, Rejection):
                 decision = [plan.market]
-            elif now - plan.born > self._max_age:
-                decision = [_stale(now - plan.born, self._max_age)]
+            elif (
+                late := timing_rejection(
+                    plan.born, now, max_age=self._max_age, clock_skew=self._clock_skew
+                )
+            ) is not None:
+                decision = [late]
             else:
                 decision = self.decide(signal, state.context(signal, plan.market))
             if isinstance(decision, list):
@@ -372,7 +446,7 @@ class SignalProcessor:
         ).all()
         return SignalOutcome(
             signal_id=row.signal_id,
-            status=row.status,
+            status=IN_DOUBT_OUTCOME if row.status == SignalStatus.PROCESSING else row.status,
             reasons=tuple(row.reasons),
             client_order_ids=tuple(ids),
         )
@@ -384,16 +458,32 @@ def _duplicate(outcome: SignalOutcome) -> SignalOutcome:
     )
 
 
-def _stale(age: timedelta, limit: timedelta) -> Rejection:
+def _conflict(stored: Any, payload: Mapping[str, Any]) -> Rejection | None:
+    """``SIGNAL_ID_CONFLICT`` when ``payload`` differs from the stored copy's, else None."""
+    sent = store.json_safe(payload)
+    if sent == stored:
+        return None
+    before = stored if isinstance(stored, Mapping) else {}
+    fields = sorted(str(k) for k in set(before) | set(sent) if before.get(k) != sent.get(k))
     return Rejection(
-        code="SIGNAL_STALE",
-        message="the signal is older than the maximum signal age; not executed late",
-        details={
-            "age_seconds": f"{age.total_seconds():.3f}",
-            "max_age_seconds": f"{limit.total_seconds():.3f}",
-        },
+        code="SIGNAL_ID_CONFLICT",
+        message=(
+            "a signal with this signal_id and other content is stored already; the first "
+            "stored copy wins and this one is not executed"
+        ),
+        details={"fields": ", ".join(fields)[:200]},
         plugin="engine",
     )
+
+
+def _conflict_outcome(signal_id: str, reason: Rejection) -> SignalOutcome:
+    log.warning(
+        "signal %s: known with other content (differs in %s); the first stored copy wins, "
+        "this one is rejected SIGNAL_ID_CONFLICT",
+        signal_id,
+        reason.details.get("fields"),
+    )
+    return SignalOutcome(signal_id, SignalStatus.REJECTED.value, tuple(reasons_payload([reason])))
 
 
 def position_idx(mode: PositionMode, side: Side, reduce_only: bool) -> int:

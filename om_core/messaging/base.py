@@ -88,6 +88,8 @@ class Message:
     redelivered: bool = False
     #: How many times it was delivered before this delivery (0 on the first).
     delivery_count: int = 0
+    #: The AMQP ``timestamp`` property the publisher set (UTC), if any.
+    timestamp: datetime | None = None
 
 
 Handler = Callable[[Message], Awaitable[None]]

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -434,6 +435,7 @@ class RabbitBus(MessageBus):
             headers=_publisher_headers(incoming),
             redelivered=bool(incoming.redelivered) or count > 0,
             delivery_count=count,
+            timestamp=_utc(incoming.timestamp),
         )
 
     async def _settle(
@@ -653,6 +655,13 @@ def _copy(incoming: AbstractIncomingMessage, headers: dict[str, Any]) -> Basic.P
 def _publisher_headers(incoming: AbstractIncomingMessage) -> dict[str, Any]:
     """The headers without the ones the bus counts deliveries with."""
     return {k: v for k, v in (incoming.headers or {}).items() if k not in _COUNT_HEADERS}
+
+
+def _utc(value: object) -> datetime | None:
+    """The AMQP timestamp as an aware UTC datetime (the client decodes it so already)."""
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _as_count(value: object) -> int:

@@ -27,6 +27,7 @@ __all__ = [
     "json_safe",
     "record_dead_letter",
     "reject",
+    "stage_rejections",
 ]
 
 SIGNALS = table(SignalRecord)
@@ -138,6 +139,26 @@ async def reject(
     return stored
 
 
+async def stage_rejections(
+    conn: AsyncConnection, rejections: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]
+) -> None:
+    """Stage a ``signal.rejected`` event for each ``(signal id, stored reasons)`` without
+    touching its row: a copy refused while the stored signal keeps its own outcome (e.g.
+    ``SIGNAL_ID_CONFLICT``)."""
+    if rejections:
+        await insert_events(
+            conn,
+            *(
+                new_event(
+                    EventType.SIGNAL_REJECTED,
+                    signal_id=signal_id,
+                    reasons=[dict(r) for r in reasons],
+                )
+                for signal_id, reasons in rejections
+            ),
+        )
+
+
 def _fill(row: SignalRecord, signal: Signal, payload: Mapping[str, Any]) -> None:
     row.symbol = signal.symbol
     row.side = signal.side.value
@@ -147,13 +168,18 @@ def _fill(row: SignalRecord, signal: Signal, payload: Mapping[str, Any]) -> None
 
 
 async def record_dead_letter(
-    session: AsyncSession, signal_id: str, problems: list[str], payload: Any
+    session: AsyncSession,
+    signal_id: str,
+    problems: list[str],
+    payload: Any,
+    *,
+    code: str = "INVALID_SIGNAL",
 ) -> None:
     """Remember a malformed message whose id could be read; never overwrite an outcome."""
     row = (
         await session.exec(select(SignalRecord).where(col(SignalRecord.signal_id) == signal_id))
     ).one_or_none()
-    reasons = [{"plugin": "engine", "code": "INVALID_SIGNAL", "message": p} for p in problems]
+    reasons = [{"plugin": "engine", "code": code, "message": p} for p in problems]
     if row is None:
         session.add(
             SignalRecord(

@@ -16,7 +16,7 @@ from typing import Any
 from om_core.config import Settings
 from om_core.events.payloads import dumps
 from om_core.messaging.topology import SIGNALS_QUEUE
-from om_core.signals.contract import parse_signal
+from om_core.signals.contract import SignalLimits, parse_message, parse_signal
 
 __all__ = ["SendError", "build_signal", "send_signal"]
 
@@ -58,7 +58,9 @@ async def send_signal(settings: Settings, payload: Mapping[str, Any]) -> str:
     from om_core.messaging.base import PublishError
     from om_core.messaging.rabbitmq import RabbitBus
 
-    signal = parse_signal(payload)
+    body = dumps(payload).encode("utf-8")
+    # The service's own entry and bounds: what it would dead-letter is never published.
+    signal, _ = parse_message(body, SignalLimits.of(settings))
     # Declares only the signals queue (and its dead-letter queue), with the arguments the
     # service declares it with, so a fresh broker ends up exactly as the service expects.
     bus = RabbitBus(
@@ -69,9 +71,7 @@ async def send_signal(settings: Settings, payload: Mapping[str, Any]) -> str:
     )
     try:
         await bus.start()
-        await bus.publish(
-            SIGNALS_QUEUE, dumps(payload).encode("utf-8"), message_id=signal.signal_id
-        )
+        await bus.publish(SIGNALS_QUEUE, body, message_id=signal.signal_id)
     except PublishError as exc:
         raise SendError(f"the broker did not confirm the signal: {exc}") from exc
     finally:

@@ -1,13 +1,25 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from om_core.signals.contract import InvalidSignal, parse_signal
+from om_core.signals.contract import (
+    DEFAULT_LIMITS,
+    MAX_DEPTH,
+    MAX_ID_LENGTH,
+    InvalidSignal,
+    MessageTooLarge,
+    SignalLimits,
+    parse_message,
+    parse_signal,
+    signal_born,
+    timing_rejection,
+)
 from om_plugins import Category, OrderType, Side, TimeInForce
 
 
@@ -107,3 +119,159 @@ def test_arbitrary_bytes_parse_or_raise_invalid_signal(body: bytes) -> None:
 def test_decimal_strings_round_trip_exactly(qty: Decimal) -> None:
     body = f'{{"signal_id": "h", "symbol": "BTCUSDT", "side": "buy", "qty": {qty}}}'.encode()
     assert parse_signal(body).qty == qty
+
+
+# -- bounds at the edge (issue 14: observations 3, 4, 6) ---------------------------------------
+
+
+def _body(**fields: object) -> bytes:
+    return json.dumps({"signal_id": "b1", "symbol": "BTCUSDT", "side": "buy", **fields}).encode()
+
+
+def _nested(levels: int) -> object:
+    value: object = "leaf"
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+def _problems(body: bytes, limits: SignalLimits = DEFAULT_LIMITS) -> InvalidSignal:
+    with pytest.raises(InvalidSignal) as info:
+        parse_message(body, limits)
+    return info.value
+
+
+def test_a_message_over_the_size_limit_is_refused_before_it_is_decoded() -> None:
+    body = _body(metadata={"blob": "x" * (10 * 1024 * 1024)})
+    error = _problems(body)
+    assert isinstance(error, MessageTooLarge)
+    assert error.code == "MESSAGE_TOO_LARGE" and not error.storable
+    assert "more than the maximum of 65536 (OM_MAX_MESSAGE_BYTES)" in str(error)
+    # The limit is the deployment's.
+    small = SignalLimits(max_bytes=2048)
+    assert isinstance(_problems(_body(metadata={"blob": "x" * 4096}), small), MessageTooLarge)
+    assert parse_message(_body(metadata={"blob": "x" * 1000}), small)[0].signal_id == "b1"
+
+
+@pytest.mark.parametrize("levels", [31, 300, 900])
+def test_json_deeper_than_32_levels_is_refused(levels: int) -> None:
+    # The signal object is level 1 and metadata level 2: 30 more levels of objects fit.
+    body = _body(metadata=_nested(levels))
+    if levels <= MAX_DEPTH - 1:
+        assert parse_message(body)[0].metadata
+        return
+    error = _problems(body)
+    assert "nested deeper than 32 levels" in str(error)
+    assert not error.storable and error.signal_id == "b1"
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"metadata": {"note": "\ud800"}}, "$.'metadata'.'note'"),
+        ({"metadata": {"\udfff": 1}}, "$.'metadata'"),
+        ({"metadata": {"list": ["ok", "a\x00b"]}}, "$.'metadata'.'list'[1]"),
+        ({"strategy_id": "\x00"}, "$.'strategy_id'"),
+        ({"unknown_field": "\ud83d"}, "$.'unknown_field'"),
+    ],
+)
+def test_nul_and_lone_surrogates_are_refused_anywhere(
+    fields: dict[str, object], where: str
+) -> None:
+    error = _problems(_body(**fields))
+    assert "NUL or a lone surrogate" in str(error) and where in str(error)
+    assert not error.storable and error.signal_id == "b1"
+
+
+@pytest.mark.parametrize("signal_id", ["a\x00b", "\ud800", "x" * 129])
+def test_a_signal_id_the_column_cannot_hold_is_refused_and_not_kept(signal_id: str) -> None:
+    body = json.dumps({"signal_id": signal_id, "symbol": "BTCUSDT", "side": "buy"}).encode()
+    error = _problems(body)
+    assert error.signal_id is None  # never recorded under an id the database cannot store
+    assert "signal_id" in str(error)
+
+
+def test_the_longest_signal_id_fits() -> None:
+    assert parse_message(_body(signal_id="x" * MAX_ID_LENGTH))[0].signal_id == "x" * 128
+
+
+@pytest.mark.parametrize(
+    "symbol",
+    ["BTCUSDT\n", "BTCUſDT", "BTCUSDT ", " BTCUSDT", "BTC-USDT", "ＢＴＣＵＳＤＴ", "B" * 33, "B"],
+)
+def test_symbols_are_matched_whole_against_ascii(symbol: str) -> None:
+    assert "symbol:" in str(_problems(_body(symbol=symbol)))
+
+
+def test_ascii_symbols_are_still_case_insensitive() -> None:
+    assert parse_message(_body(symbol="btcUSDT"))[0].symbol == "BTCUSDT"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("1e30", "below 10^20"),
+        ("100000000000000000000", "below 10^20"),
+        ("0.0000000000000000001", "at most 18 decimal places"),
+        ("1e-30", "at most 18 decimal places"),
+        ("1e999999999", "below 10^20"),
+    ],
+)
+def test_numbers_are_bounded_to_numeric_38_18(value: str, fragment: str) -> None:
+    for key in ("qty", "price", "notional", "take_profit", "stop_loss"):
+        assert fragment in str(_problems(_body(**{key: value})))
+
+
+def test_numbers_at_the_bounds_of_numeric_38_18_are_kept_exactly() -> None:
+    signal, _ = parse_message(
+        _body(qty="99999999999999999999.999999999999999999", price="0.000000000000000001")
+    )
+    assert signal.qty == Decimal("99999999999999999999.999999999999999999")
+    assert signal.price == Decimal("0.000000000000000001")
+    assert parse_message(_body(qty="1.50000000000000000000000"))[0].qty == Decimal("1.5")
+
+
+@pytest.mark.parametrize("created_at", ["1" * 40, "1e999999999", "9" * 70, -5, 10**20])
+def test_created_at_out_of_range_is_invalid_not_a_crash(created_at: object) -> None:
+    assert "created_at:" in str(_problems(_body(created_at=created_at)))
+
+
+def test_created_at_can_be_required() -> None:
+    required = SignalLimits(require_created_at=True)
+    error = _problems(_body(), required)
+    assert "created_at: required (OM_REQUIRE_CREATED_AT is set)" in str(error)
+    assert error.storable and error.signal_id == "b1"
+    assert parse_message(_body(created_at=1764064800000), required)[0].created_at is not None
+
+
+# -- timing: one computation, one check ---------------------------------------------------------
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+AGE = timedelta(seconds=60)
+SKEW = timedelta(seconds=5)
+
+
+def _timing(born: datetime) -> str | None:
+    rejection = timing_rejection(born, NOW, max_age=AGE, clock_skew=SKEW)
+    return None if rejection is None else rejection.code
+
+
+def test_created_at_ahead_by_more_than_the_skew_is_from_the_future() -> None:
+    assert _timing(NOW + timedelta(hours=1)) == "SIGNAL_FROM_FUTURE"
+    assert _timing(datetime(2999, 1, 1, tzinfo=UTC)) == "SIGNAL_FROM_FUTURE"
+    assert _timing(NOW + timedelta(seconds=6)) == "SIGNAL_FROM_FUTURE"
+    assert _timing(NOW + timedelta(seconds=4)) is None
+    assert _timing(NOW - timedelta(seconds=59)) is None
+    assert _timing(NOW - timedelta(seconds=61)) == "SIGNAL_STALE"
+
+
+def test_without_created_at_age_counts_from_the_amqp_timestamp_else_first_receipt() -> None:
+    received = NOW - timedelta(seconds=1)
+    sent = NOW - timedelta(minutes=10)
+    created = NOW - timedelta(seconds=2)
+    assert signal_born(created, sent_at=sent, received_at=received) == created
+    assert signal_born(None, sent_at=sent, received_at=received) == sent
+    assert signal_born(None, sent_at=None, received_at=received) == received
+    # A producer clock ahead of ours cannot make a signal younger than its receipt.
+    ahead = NOW + timedelta(hours=1)
+    assert signal_born(None, sent_at=ahead, received_at=received) == received
