@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     #: PnL and fees from the last such moment.
     trading_day_start: time = time(0, 0)
 
-    #: Signals older than this (by ``created_at`` or first receipt) are rejected as stale.
+    #: Signals older than this (by ``created_at``, else the AMQP ``timestamp``, else first
+    #: receipt) are rejected as stale.
     max_signal_age_seconds: float = Field(default=60.0, gt=0)
     #: Largest signal, in bytes, on the bus and over the API (docs/signals.md, "Limits").
     max_message_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -63,7 +63,7 @@ _SUCCESS_CODES = frozenset({"", "0", "ok", "OK"})
 
 SIGNALS = Counter(
     "om_signals",
-    "Signals by outcome: placed, rejected, dead_lettered, duplicate.",
+    "Signals by outcome: placed, rejected, dead_lettered, duplicate, in_doubt.",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -217,7 +217,8 @@ def count_routed(queue: str, count: int = 1) -> None:
 
 
 def count_signal(outcome: str) -> None:
-    """One signal reached ``outcome`` (``placed``, ``rejected``, ``dead_lettered``…)."""
+    """One signal reached ``outcome`` (``placed``, ``rejected``, ``dead_lettered``,
+    ``duplicate``, ``in_doubt``)."""
     SIGNALS.labels(outcome=outcome).inc()
 
 

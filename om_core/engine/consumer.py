@@ -168,8 +168,8 @@ class SignalConsumer:
 
     async def _process(self, incoming: Incoming) -> SignalOutcome:
         signal = incoming.signal
-        outcome = await retry_transient(
-            lambda: self._processor.process(signal, incoming.payload, incoming.received_at),
+        (outcome,) = await retry_transient(
+            lambda: self._processor.process_many([incoming]),
             what=f"processing signal {signal.signal_id}",
         )
         _report(signal, outcome)

@@ -71,6 +71,9 @@ class SignalOutcome:
     client_order_ids: Sequence[str] = ()
     #: True when this call found the signal already decided and changed nothing.
     duplicate: bool = False
+    #: True when this copy was refused ``SIGNAL_ID_CONFLICT`` (the stored signal, with its
+    #: own outcome, is unchanged); ``status`` and ``reasons`` are the copy's.
+    conflict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,8 @@ class SignalProcessor:
         order, each seeing the intents of those before it, exactly as if each had its own
         transaction. The orders then go to the exchange at once.
         """
-        # The first copy of each signal id; later copies in the batch are its duplicates.
+        # The first copy of each signal id; later copies in the batch are its duplicates (or,
+        # with other content, conflicts).
         first: dict[str, Incoming] = {}
         for incoming in batch:
             first.setdefault(incoming.signal.signal_id, incoming)
@@ -212,7 +216,16 @@ class SignalProcessor:
         for incoming in batch:
             outcome = outcomes[incoming.signal.signal_id]
             if first[incoming.signal.signal_id] is not incoming:
-                outcome = later.get(id(incoming)) or _duplicate(outcome)
+                conflicting = later.get(id(incoming))
+                if conflicting is not None:
+                    outcome = conflicting
+                else:
+                    if plans[incoming.signal.signal_id].conflict:
+                        # The first copy was refused; this one is the stored signal again.
+                        stored = await self.outcome(incoming.signal.signal_id)
+                        assert stored is not None
+                        outcome = stored
+                    outcome = _duplicate(outcome)
             result.append(outcome)
         return result
 
@@ -483,7 +496,9 @@ def _conflict_outcome(signal_id: str, reason: Rejection) -> SignalOutcome:
         signal_id,
         reason.details.get("fields"),
     )
-    return SignalOutcome(signal_id, SignalStatus.REJECTED.value, tuple(reasons_payload([reason])))
+    return SignalOutcome(
+        signal_id, SignalStatus.REJECTED.value, tuple(reasons_payload([reason])), conflict=True
+    )
 
 
 def position_idx(mode: PositionMode, side: Side, reduce_only: bool) -> int:

@@ -6,7 +6,7 @@ outcome the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ __all__ = [
     "OrderResult",
     "Outcome",
     "Reason",
+    "conflict_outcome",
     "invalid_outcome",
     "plain",
     "read_outcome",
@@ -133,6 +134,12 @@ class Outcome:
             "orders": [o.as_dict() for o in self.orders],
             "reasons": [r.as_dict() for r in self.reasons],
         }
+
+
+def conflict_outcome(signal_id: str, reasons: Sequence[Mapping[str, Any]]) -> Outcome:
+    """A copy refused ``SIGNAL_ID_CONFLICT``: rejected, while the stored signal keeps its own
+    outcome (docs/signals.md, "Duplicates")."""
+    return Outcome(signal_id=signal_id, status="rejected", reasons=tuple(map(_reason, reasons)))
 
 
 def invalid_outcome(signal_id: str | None, problems: list[str]) -> Outcome:

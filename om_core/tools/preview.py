@@ -38,7 +38,16 @@ from om_core.engine.processor import SignalProcessor
 from om_core.orders.client_id import client_order_id
 from om_core.plugins import PluginHooks, load_plugins
 from om_core.service import Service, exchange_not_provided
-from om_core.signals.contract import InvalidSignal, parse_signal, read_signal_id
+from om_core.signals.contract import (
+    DEFAULT_LIMITS,
+    InvalidSignal,
+    SignalLimits,
+    parse_message,
+    parse_signal,
+    read_signal_id,
+    signal_born,
+    timing_rejection,
+)
 from om_core.signals.store import FINAL
 from om_core.tools.outcomes import plain
 from om_core.tools.sandbox import expand_plugin_names
@@ -214,8 +223,10 @@ class Previewer:
         *,
         state: str = "database",
         day_start: time = time(0, 0),
+        limits: SignalLimits = DEFAULT_LIMITS,
     ) -> None:
         self._processor = processor
+        self._limits = limits
         self._context = ContextBuilder(ReadOnlyExchange(exchange), day_start=day_start)
         self._sessions = sessions
         self._max_age = max_signal_age
@@ -231,6 +242,7 @@ class Previewer:
             service.sessions,
             timedelta(seconds=service.settings.max_signal_age_seconds),
             day_start=service.settings.trading_day_start,
+            limits=SignalLimits.of(service.settings),
         )
 
     async def evaluate(self, signal: Signal) -> Evaluation:
@@ -258,16 +270,15 @@ class Previewer:
             )
             return Evaluation(signal, None, (reason,))
         now = utcnow()
-        # The service measures age from created_at, else from first receipt: now, here.
-        if signal.created_at is not None and now - signal.created_at > self._max_age:
-            age = now - signal.created_at
-            reason = _engine_reason(
-                "SIGNAL_STALE",
-                "the signal is older than the maximum signal age; not executed late",
-                age_seconds=f"{age.total_seconds():.3f}",
-                max_age_seconds=f"{self._max_age.total_seconds():.3f}",
-            )
-            return Evaluation(signal, None, (reason,))
+        # The service's own timing check; without created_at, first receipt is now, here.
+        late = timing_rejection(
+            signal_born(signal.created_at, sent_at=None, received_at=now),
+            now,
+            max_age=self._max_age,
+            clock_skew=self._limits.clock_skew,
+        )
+        if late is not None:
+            return Evaluation(signal, None, (late,))
         async with self._sessions() as session:
             ctx = await self._context.build(await session.connection(), signal, market, now)
         # Plugin code, off the event loop as in the service.
@@ -279,7 +290,10 @@ class Previewer:
     async def evaluate_payload(self, payload: bytes | Mapping[str, Any]) -> Evaluation:
         """Parse ``payload`` like the service does, then :meth:`evaluate` it."""
         try:
-            signal = parse_signal(payload)
+            if isinstance(payload, bytes):
+                signal, _ = parse_message(payload, self._limits)
+            else:
+                signal = parse_signal(payload, self._limits)
         except InvalidSignal as exc:
             reasons = tuple(_engine_reason("INVALID_SIGNAL", p) for p in exc.problems)
             return Evaluation(None, None, reasons)
@@ -382,6 +396,7 @@ async def standalone_previewer(
                         max_age,
                         state=state,
                         day_start=settings.trading_day_start,
+                        limits=SignalLimits.of(settings),
                     )
                 finally:
                     processor.close()

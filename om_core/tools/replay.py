@@ -23,6 +23,7 @@ from om_core.tools.outcomes import (
     OrderResult,
     Outcome,
     Reason,
+    conflict_outcome,
     invalid_outcome,
     plain,
     read_outcome,
@@ -107,8 +108,12 @@ async def replay(
                 continue
             signal = parse_signal(data)
             result = await processor.process(signal, data)
-            outcome = await read_outcome(
-                sandbox.service.sessions, signal.signal_id, duplicate=result.duplicate
+            outcome = (
+                conflict_outcome(signal.signal_id, result.reasons)
+                if result.conflict
+                else await read_outcome(
+                    sandbox.service.sessions, signal.signal_id, duplicate=result.duplicate
+                )
             )
             assert outcome is not None  # process() recorded it
             yield ReplayRow(number, outcome, signal.side.value)

@@ -47,7 +47,7 @@ from om_core.orders.status import OrderStatus
 from om_core.plugins import PluginHooks
 from om_core.service import Service
 from om_core.signals.contract import InvalidSignal, decode_json, parse_signal, read_signal_id
-from om_core.tools.outcomes import Outcome, invalid_outcome, read_outcome
+from om_core.tools.outcomes import Outcome, conflict_outcome, invalid_outcome, read_outcome
 from om_core.tools.sandbox import Sandbox, start_sandbox
 from om_plugins.testing.builders import Number, _dec, signal_payload
 from om_plugins.testing.registry import PluginRegistrar
@@ -414,6 +414,8 @@ class EngineHarness:
         except InvalidSignal as exc:
             return invalid_outcome(exc.signal_id or read_signal_id(payload), exc.problems)
         result = await self.service.processor.process(signal, payload)
+        if result.conflict:
+            return conflict_outcome(signal.signal_id, result.reasons)
         outcome = await read_outcome(
             self.service.sessions, signal.signal_id, duplicate=result.duplicate
         )

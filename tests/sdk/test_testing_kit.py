@@ -115,9 +115,12 @@ def test_invalid_and_duplicate_signals(harness: EngineHarness) -> None:
     )
     assert "side" in invalid.reasons[0].message
     first = harness.run_sync(signal_id="dup-1", symbol="BTCUSDT", side="buy", qty="0.001")
-    again = harness.run_sync(signal_id="dup-1", symbol="BTCUSDT", side="buy", qty="0.5")
+    again = harness.run_sync(signal_id="dup-1", symbol="BTCUSDT", side="buy", qty="0.001")
     assert not first.duplicate and again.duplicate
     assert again.order == first.order
+    # The same id with other content: refused, the first copy stands.
+    other = harness.run_sync(signal_id="dup-1", symbol="BTCUSDT", side="buy", qty="0.5")
+    assert (other.status, other.codes, other.orders) == ("rejected", ["SIGNAL_ID_CONFLICT"], ())
     assert len(harness.paper.create_calls) == 1
 
 

@@ -20,6 +20,7 @@ from om_core.signals.contract import (
     signal_born,
     timing_rejection,
 )
+from om_core.signals.store import json_safe
 from om_plugins import Category, OrderType, Side, TimeInForce
 
 
@@ -275,3 +276,34 @@ def test_without_created_at_age_counts_from_the_amqp_timestamp_else_first_receip
     # A producer clock ahead of ours cannot make a signal younger than its receipt.
     ahead = NOW + timedelta(hours=1)
     assert signal_born(None, sent_at=ahead, received_at=received) == received
+
+
+_any_text = st.text(st.characters(exclude_categories=()), max_size=6)
+_hostile_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | _any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_any_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@given(
+    metadata=_hostile_json,
+    signal_id=_any_text,
+    symbol=st.sampled_from(["BTCUSDT", "btcusdt", "BTCUſDT", "BTCUSDT\n", "ＢＴＣ"]) | _any_text,
+)
+def test_whatever_is_accepted_the_database_can_store_and_serve(
+    metadata: object, signal_id: str, symbol: str
+) -> None:
+    body = json.dumps({"signal_id": signal_id, "symbol": symbol, "side": "buy", "m": metadata})
+    try:
+        signal, payload = parse_message(body.encode())
+    except InvalidSignal as error:
+        if error.signal_id is not None:
+            assert "\x00" not in error.signal_id and len(error.signal_id) <= MAX_ID_LENGTH
+            error.signal_id.encode("utf-8")
+        return
+    stored = json.dumps(json_safe(payload), ensure_ascii=False)
+    stored.encode("utf-8")  # no lone surrogate anywhere
+    assert "\\u0000" not in stored and "\x00" not in stored
+    assert signal.symbol.isascii() and signal.symbol.isalnum() and signal.symbol.isupper()
+    assert 1 <= len(signal.signal_id) <= MAX_ID_LENGTH
