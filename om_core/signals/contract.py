@@ -224,7 +224,7 @@ def parse_signal(body: bytes | Mapping[str, Any], limits: SignalLimits = DEFAULT
     tif: TimeInForce | None = None
     raw_tif = data.get("time_in_force")
     if raw_tif is not None:
-        tif = _TIF.get(str(raw_tif).lower()) if isinstance(raw_tif, str) else None
+        tif = _TIF.get(raw_tif.lower()) if isinstance(raw_tif, str) and raw_tif.isascii() else None
         if tif is None:
             problems.append(f"time_in_force: one of GTC, IOC, FOK, PostOnly (got {_show(raw_tif)})")
 
@@ -286,7 +286,7 @@ def _enum(
         if required:
             problems.append(f"{key}: required, one of {', '.join(e.value for e in enum)}")
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and value.isascii():  # "MAR\u212aET" (Kelvin sign) is no market
         try:
             return enum(value.lower())
         except ValueError:

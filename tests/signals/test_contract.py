@@ -307,3 +307,13 @@ def test_whatever_is_accepted_the_database_can_store_and_serve(
     assert "\\u0000" not in stored and "\x00" not in stored
     assert signal.symbol.isascii() and signal.symbol.isalnum() and signal.symbol.isupper()
     assert 1 <= len(signal.signal_id) <= MAX_ID_LENGTH
+
+
+@pytest.mark.parametrize(
+    "fields", [{"order_type": "MAR\u212aET"}, {"side": "ſell"}, {"category": "lınear"}]
+)
+def test_enumerations_do_not_fold_non_ascii_letters(fields: dict[str, object]) -> None:
+    # "\u212a" (Kelvin sign) lower-cases to an ASCII "k".
+    assert "\u212a".lower() == "k"
+    with pytest.raises(InvalidSignal):
+        parse_message(_body(**fields))
