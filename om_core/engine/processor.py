@@ -191,7 +191,7 @@ class SignalProcessor:
             for incoming in batch:
                 plan = plans[incoming.signal.signal_id]
                 if first[incoming.signal.signal_id] is not incoming:
-                    reason = _conflict(plan.stored, incoming.payload)
+                    reason = store.conflict_reason(plan.stored, incoming.payload)
                     if reason is not None:
                         later[id(incoming)] = _conflict_outcome(incoming.signal.signal_id, reason)
             conflicts = [*later.values()] + [
@@ -287,7 +287,7 @@ class SignalProcessor:
         reason = (
             None
             if status == SignalStatus.DEAD_LETTERED
-            else _conflict(row.payload, incoming.payload)
+            else store.conflict_reason(row.payload, incoming.payload)
         )
         if reason is not None:
             plan.outcome = _conflict_outcome(signal.signal_id, reason)
@@ -468,24 +468,6 @@ class SignalProcessor:
 def _duplicate(outcome: SignalOutcome) -> SignalOutcome:
     return SignalOutcome(
         outcome.signal_id, outcome.status, outcome.reasons, outcome.client_order_ids, True
-    )
-
-
-def _conflict(stored: Any, payload: Mapping[str, Any]) -> Rejection | None:
-    """``SIGNAL_ID_CONFLICT`` when ``payload`` differs from the stored copy's, else None."""
-    sent = store.json_safe(payload)
-    if sent == stored:
-        return None
-    before = stored if isinstance(stored, Mapping) else {}
-    fields = sorted(str(k) for k in set(before) | set(sent) if before.get(k) != sent.get(k))
-    return Rejection(
-        code="SIGNAL_ID_CONFLICT",
-        message=(
-            "a signal with this signal_id and other content is stored already; the first "
-            "stored copy wins and this one is not executed"
-        ),
-        details={"fields": ", ".join(fields)[:200]},
-        plugin="engine",
     )
 
 

@@ -34,7 +34,7 @@ from om_core.events.payloads import reasons_payload
 from om_core.messaging.base import MessageBus
 from om_core.messaging.topology import SIGNALS_QUEUE
 from om_core.signals.contract import DEFAULT_LIMITS, SignalLimits, parse_message
-from om_core.signals.store import SignalStatus, json_safe, stage_rejections
+from om_core.signals.store import SignalStatus, conflict_reason, json_safe, stage_rejections
 from om_plugins.types import Rejection
 
 __all__ = [
@@ -113,7 +113,8 @@ class SignalIntake:
                 if record is not None:
                     await self._check_same(signal_id, record.payload, content)
                 elif self._queued[signal_id] != digest:
-                    await self._conflict(signal_id, None, content)
+                    # Its content is known here by digest only: which fields differ is not.
+                    await self._check_same(signal_id, None, None)
                 return Submission(signal_id, record.status if record else QUEUED, True, record)
         # Remembered before the first await: a concurrent repeat sees it.
         self._remember(signal_id, digest)
@@ -136,24 +137,12 @@ class SignalIntake:
         return Submission(signal_id, QUEUED, False)
 
     async def _check_same(self, signal_id: str, stored: Any, content: Any) -> None:
-        if stored != content:
-            await self._conflict(signal_id, stored, content)
+        reason = conflict_reason(stored, content)
+        if reason is not None:
+            await self._conflict(signal_id, reason)
 
-    async def _conflict(self, signal_id: str, stored: Any, content: Any) -> None:
+    async def _conflict(self, signal_id: str, reason: Rejection) -> None:
         """Refuse a copy whose content differs from the first: event, warning, exception."""
-        before = stored if isinstance(stored, Mapping) else {}
-        fields = sorted(
-            str(k) for k in set(before) | set(content) if before.get(k) != content.get(k)
-        )
-        reason = Rejection(
-            code="SIGNAL_ID_CONFLICT",
-            message=(
-                "a signal with this signal_id and other content is known already; the first "
-                "copy wins and this one is not executed"
-            ),
-            details={"fields": ", ".join(fields)[:200] if stored is not None else "?"},
-            plugin="engine",
-        )
         log.warning(
             "signal %s submitted again with other content (differs in %s): rejected "
             "SIGNAL_ID_CONFLICT, the first copy wins",

@@ -22,6 +22,7 @@ from om_plugins.types import Rejection, Signal
 
 __all__ = [
     "SignalStatus",
+    "conflict_reason",
     "get_or_create",
     "insert_new",
     "json_safe",
@@ -137,6 +138,29 @@ async def reject(
         ),
     )
     return stored
+
+
+def conflict_reason(stored: Any, payload: Mapping[str, Any] | None) -> Rejection | None:
+    """``SIGNAL_ID_CONFLICT`` when a copy's ``payload`` differs from the ``stored`` one (as
+    stored: :func:`json_safe`), else None. ``payload`` None: it differs, in fields unknown."""
+    sent = None if payload is None else json_safe(payload)
+    if sent is not None and sent == stored:
+        return None
+    before = stored if isinstance(stored, Mapping) else {}
+    fields = (
+        ", ".join(sorted(str(k) for k in set(before) | set(sent) if before.get(k) != sent.get(k)))
+        if sent is not None
+        else "?"
+    )
+    return Rejection(
+        code="SIGNAL_ID_CONFLICT",
+        message=(
+            "a signal with this signal_id and other content is known already; the first "
+            "copy stored wins and this one is not executed"
+        ),
+        details={"fields": fields[:200]},
+        plugin="engine",
+    )
 
 
 async def stage_rejections(
