@@ -137,3 +137,27 @@ async def test_a_batch_led_by_a_conflicting_copy_still_reports_the_stored_outcom
         ]
         assert [r["code"] for r in outcomes[0].reasons] == ["SIGNAL_ID_CONFLICT"]
         assert len(await stack.orders("led")) == 1
+
+
+async def test_racing_conflicting_copies_end_as_the_stored_one_and_one_refusal(
+    server_urls: tuple[str, str],
+) -> None:
+    """Copies published back to back, decided in whatever batches and order the consumer
+    makes: for each id, one order, with the stored copy's content, and one conflict event."""
+    ids = [f"race-{n}" for n in range(12)]
+    async with running(*server_urls) as stack:
+        for n, signal_id in enumerate(ids):
+            a, b = sig(signal_id, qty="0.010"), sig(signal_id, qty="0.020")
+            for payload in (a, b) if n % 2 else (b, a):
+                await stack.publish(payload)
+        for signal_id in ids:
+            await stack.outcome(signal_id)
+        rejected = await stack.events(len(ids), types={"signal.rejected"}, timeout=20)
+        assert sorted(e["signal_id"] for e in rejected) == sorted(ids)
+        assert {r["code"] for e in rejected for r in e["reasons"]} == {"SIGNAL_ID_CONFLICT"}
+        for signal_id in ids:
+            row = await stack.signal_row(signal_id)
+            assert row is not None and row.status == "placed"
+            [order] = await stack.orders(signal_id)
+            assert order.qty == Decimal(row.payload["qty"])
+        assert len(stack.paper.create_calls) == len(ids)
