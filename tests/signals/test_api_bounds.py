@@ -130,3 +130,41 @@ async def test_a_conflicting_copy_of_a_queued_signal_is_409(api: Api) -> None:
     assert other.status_code == 409 and error_code(other) == "signal_id_conflict"
     await wait_for(lambda: api.stack.service.bus.message_count(SIGNALS_QUEUE), message="queued")
     assert await api.stack.service.bus.message_count(SIGNALS_QUEUE) == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        signal("nul\x00id"),
+        signal("\ud800"),
+        signal("pv-deep", metadata=nested(300)),
+        signal("pv-surrogate", metadata={"n": "\udc00"}),
+        signal("pv-symbol", symbol="BTCUſDT"),
+    ],
+    ids=["nul-id", "surrogate-id", "deep", "surrogate", "long-s-symbol"],
+)
+async def test_a_preview_of_what_the_bus_refuses_is_its_problems_not_a_500(
+    api: Api, payload: dict[str, Any]
+) -> None:
+    response = await api.client.post(
+        "/api/v1/orders/preview",
+        content=json.dumps(payload).encode(),
+        headers={"X-API-Key": KEYS["trade"]},
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["would_send"] is None
+    assert {(r["plugin"], r["code"]) for r in result["rejections"]} == {
+        ("engine", "INVALID_SIGNAL")
+    }
+
+
+async def test_a_preview_of_a_signal_from_the_future_says_so(api: Api) -> None:
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = await api.client.post(
+        "/api/v1/orders/preview",
+        content=json.dumps(signal("pv-future", created_at=ahead)).encode(),
+        headers={"X-API-Key": KEYS["trade"]},
+    )
+    assert response.status_code == 200, response.text
+    assert [r["code"] for r in response.json()["rejections"]] == ["SIGNAL_FROM_FUTURE"]
