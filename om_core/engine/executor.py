@@ -8,7 +8,10 @@ The rules (see ``docs/exactly-once.md``):
 * an ambiguous outcome becomes ``submit_unknown`` and is resolved by looking the order up by
   client id; only after repeated definitive "not found" answers, past the exchange's resend
   guard window, is it sent again, with the same client id;
-* a definitive rejection is stored with the exchange's code and message and published.
+* a definitive rejection is stored with the exchange's code and message and published;
+* sending again (after "certainly not sent", or a resend after lookups) is a new placement:
+  the trading state as it is then decides (:mod:`om_core.engine.guard`) — nothing while
+  halted, only what shrinks the position while reducing. Lookups are never blocked.
 """
 
 from __future__ import annotations
