@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from om_core.plugins import PluginLoadError, load_plugins
 from om_plugins import Category, Position, Rejection, Side, TradingState
 from plugins_builtin.risk import RiskPlugin, RiskSettings
 from tests.plugins_builtin.builders import NOW, context, proposed, signal
@@ -313,3 +314,15 @@ def test_every_violated_order_rule_is_reported() -> None:
         "MAX_POSITION_NOTIONAL",
         "MAX_GROSS_EXPOSURE",
     ]
+
+
+def test_an_old_config_with_the_age_limit_fails_at_startup_with_the_way_out() -> None:
+    for config, env in (
+        ({"risk": {"max_signal_age_seconds": 30}}, {}),
+        ({}, {"OM_PLUGIN_RISK_MAX_SIGNAL_AGE_SECONDS": "30"}),
+    ):
+        with pytest.raises(PluginLoadError) as info:
+            load_plugins(["risk"], config, env=env)
+        [problem] = info.value.problems
+        assert problem.startswith("plugin 'risk' setting max_signal_age_seconds (")
+        assert "set OM_MAX_SIGNAL_AGE_SECONDS" in problem
