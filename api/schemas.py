@@ -310,6 +310,54 @@ class StatusChangeOut(BaseModel):
     at: datetime
 
 
+_CANCEL_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "state": "accepted",
+    "requested_by": "api-key:3f2a9c1e",
+    "requested_at": "2026-01-05T10:05:00.123456Z",
+    "completed_at": "2026-01-05T10:05:00.181234Z",
+    "reject_code": None,
+    "exchange_code": None,
+    "message": None,
+}
+
+
+class CancelRequestOut(BaseModel):
+    """A recorded cancel request and what the exchange answered."""
+
+    id: int
+    state: str = Field(
+        description="`pending` (the exchange is being asked), `accepted`, `rejected` (the "
+        "exchange refused), `unavailable` (not sent), `unknown` (the answer was lost)."
+    )
+    requested_by: str = Field(description="Who asked: an API key's fingerprint, never the key.")
+    requested_at: datetime
+    completed_at: datetime | None
+    reject_code: str | None = Field(
+        description="Why it was refused, neutral (e.g. `ORDER_NOT_FOUND`), or "
+        "`EXCHANGE_UNAVAILABLE` / `OUTCOME_UNKNOWN`."
+    )
+    exchange_code: str | None = Field(description="The exchange's own code, when it answered.")
+    message: str | None
+
+
+class CancelOut(OrderOut):
+    """The order as stored now, with the cancel request (a repeated cancel while one is
+    pending or accepted returns the same request, `duplicate` true)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_ORDER_EXAMPLE, "cancel_request": _CANCEL_EXAMPLE, "duplicate": False}]
+        }
+    )
+
+    cancel_request: CancelRequestOut
+    duplicate: bool = Field(
+        description="True when a request already pending or accepted was returned and the "
+        "exchange was not asked again."
+    )
+
+
 class OrderDetail(OrderOut):
     """An order with its fills and the signal it came from."""
 
@@ -481,9 +529,9 @@ _SIGNAL_ITEM_EXAMPLE: dict[str, Any] = {
     "category": "linear",
     "reasons": [
         {
-            "plugin": "risk",
+            "plugin": "engine",
             "code": "TRADING_HALTED",
-            "message": "trading is halted",
+            "message": "trading is halted: nothing is placed until an operator resumes it",
             "details": {"trading_state": "halted"},
         }
     ],

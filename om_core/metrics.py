@@ -42,6 +42,7 @@ __all__ = [
     "CONTENT_TYPE",
     "REGISTRY",
     "StateGauges",
+    "count_cancel",
     "count_exchange_request",
     "count_routed",
     "count_signal",
@@ -214,6 +215,21 @@ def set_cluster_state(*, members: int, running: Mapping[str, int], leader: bool)
 
 def count_routed(queue: str, count: int = 1) -> None:
     ROUTED.labels(queue=queue).inc(count)
+
+
+ORDER_CANCELS = Counter(
+    "om_order_cancels",
+    "Cancel requests by outcome: accepted, rejected (the exchange refused), unavailable "
+    "(not sent), unknown (answer lost), duplicate (one already pending or accepted), "
+    "not_open (the order was already final).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+def count_cancel(outcome: str) -> None:
+    """One cancel request reached ``outcome``."""
+    ORDER_CANCELS.labels(outcome=outcome).inc()
 
 
 def count_signal(outcome: str) -> None:

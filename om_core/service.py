@@ -35,6 +35,7 @@ from om_core.messaging.base import Consumer
 from om_core.messaging.batching import Batcher
 from om_core.messaging.partition_batching import PartitionBatcher
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
+from om_core.orders.cancel import OrderCanceller
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
 from om_core.reconcile import Reconciler
@@ -98,6 +99,7 @@ class Service:
         self.relay: OutboxRelay
         self.executor: OrderExecutor
         self.processor: SignalProcessor
+        self.cancels: OrderCanceller
         self.signal_consumer: SignalConsumer
         self.resolver: InDoubtResolver
         self.applier: UpdateApplier
@@ -181,6 +183,13 @@ class Service:
             on_committed=self.relay.notify,
             before_commit=self._before_commit,
             forget_instrument=context.forget_instrument,
+        )
+        #: Operator cancels (API, console): recorded, idempotent, published.
+        self.cancels = OrderCanceller(
+            self.sessions,
+            self.exchange,
+            pause=self.executor.pause,
+            on_committed=self.relay.notify,
         )
         self.processor = SignalProcessor(
             self.sessions,

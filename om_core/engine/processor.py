@@ -22,6 +22,7 @@ from om_core.db.locks import locked_transaction, symbol_lock_key
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
+from om_core.engine import guard
 from om_core.engine.context import ContextBuilder, DatabaseState, MarketData, open_order
 from om_core.engine.decisions import DecisionThreads
 from om_core.engine.executor import OrderExecutor
@@ -154,7 +155,7 @@ class SignalProcessor:
                 signal = plan.incoming.signal
                 if signal.signal_id in created:
                     plan.row_id = created[signal.signal_id]
-                    plan.born = signal.created_at or plan.incoming.received_at
+                    plan.born = guard.signal_born_at(signal.created_at, plan.incoming.received_at)
                     plan.undecided = True
                 else:
                     await self._known(session, plan)
@@ -224,7 +225,7 @@ class SignalProcessor:
         if not orders:
             plan.row_id, plan.born, plan.undecided = (
                 row.id,
-                signal.created_at or row.received_at,
+                guard.signal_born_at(signal.created_at, row.received_at),
                 True,
             )
 
@@ -260,8 +261,8 @@ class SignalProcessor:
             decision: ProposedOrder | list[Rejection]
             if isinstance(plan.market, Rejection):
                 decision = [plan.market]
-            elif now - plan.born > self._max_age:
-                decision = [_stale(now - plan.born, self._max_age)]
+            elif stale := guard.check_age(plan.born, now, self._max_age):
+                decision = [stale]
             else:
                 decision = self.decide(signal, state.context(signal, plan.market))
             if isinstance(decision, list):
@@ -295,7 +296,11 @@ class SignalProcessor:
         Synchronous plugin code: the service calls it through :attr:`decisions`, off the
         event loop.
         """
-        reasons = self._hooks.check_signal(signal, ctx)
+        # The engine's own checks first, from the state as read for this decision (captured
+        # before any plugin code runs); plugins' reasons are added, never subtracted.
+        state, mode, position = ctx.trading_state, ctx.position_mode, ctx.position
+        positions, open_orders = ctx.positions, ctx.open_orders
+        reasons = guard.check_state(state) + self._hooks.check_signal(signal, ctx)
         if reasons:
             return reasons
         chosen_type = self._hooks.choose_order_type(signal, ctx)
@@ -327,7 +332,17 @@ class SignalProcessor:
         problems = _sanity(proposed, ctx, chosen_type, quantity)
         if problems:
             return problems
-        return self._hooks.check_order(proposed, signal, ctx) or proposed
+        guarded = guard.check_order(
+            proposed,
+            state=state,
+            mode=mode,
+            position=position,
+            positions=positions,
+            open_orders=open_orders,
+        )
+        if isinstance(guarded, list):
+            return guarded + self._hooks.check_order(proposed, signal, ctx)
+        return self._hooks.check_order(guarded, signal, ctx) or guarded
 
     def _intent(self, order: ProposedOrder, signal: Signal, now: datetime) -> Intent:
         return Intent(
@@ -381,18 +396,6 @@ class SignalProcessor:
 def _duplicate(outcome: SignalOutcome) -> SignalOutcome:
     return SignalOutcome(
         outcome.signal_id, outcome.status, outcome.reasons, outcome.client_order_ids, True
-    )
-
-
-def _stale(age: timedelta, limit: timedelta) -> Rejection:
-    return Rejection(
-        code="SIGNAL_STALE",
-        message="the signal is older than the maximum signal age; not executed late",
-        details={
-            "age_seconds": f"{age.total_seconds():.3f}",
-            "max_age_seconds": f"{limit.total_seconds():.3f}",
-        },
-        plugin="engine",
     )
 
 

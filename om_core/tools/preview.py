@@ -32,6 +32,7 @@ from om_core.config import Settings, mask_url
 from om_core.db import migrate
 from om_core.db.session import SessionFactory, create_engine, create_session_factory
 from om_core.db.types import utcnow
+from om_core.engine import guard
 from om_core.engine.context import ContextBuilder
 from om_core.engine.executor import OrderExecutor
 from om_core.engine.processor import SignalProcessor
@@ -259,15 +260,9 @@ class Previewer:
             return Evaluation(signal, None, (reason,))
         now = utcnow()
         # The service measures age from created_at, else from first receipt: now, here.
-        if signal.created_at is not None and now - signal.created_at > self._max_age:
-            age = now - signal.created_at
-            reason = _engine_reason(
-                "SIGNAL_STALE",
-                "the signal is older than the maximum signal age; not executed late",
-                age_seconds=f"{age.total_seconds():.3f}",
-                max_age_seconds=f"{self._max_age.total_seconds():.3f}",
-            )
-            return Evaluation(signal, None, (reason,))
+        stale = guard.check_age(guard.signal_born_at(signal.created_at, now), now, self._max_age)
+        if stale is not None:
+            return Evaluation(signal, None, (stale,))
         async with self._sessions() as session:
             ctx = await self._context.build(await session.connection(), signal, market, now)
         # Plugin code, off the event loop as in the service.
