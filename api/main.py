@@ -21,6 +21,7 @@ from api.routes import (
     trading_state,
 )
 from api.security import KeyRing
+from api.stored import SafeJSONResponse
 from om_core.service import Service
 
 log = logging.getLogger("api")
@@ -28,6 +29,7 @@ log = logging.getLogger("api")
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(
+        default_response_class=SafeJSONResponse,
         title="Order Manager",
         version="0.1.0",
         description="Signals in, exchange orders out; orders, positions and reconciliation.\n\n"

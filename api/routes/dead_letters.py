@@ -22,6 +22,7 @@ from api.pagination import (
     next_cursor,
 )
 from api.schemas import described_errors, error_example, error_responses
+from api.stored import safe_mapping
 from om_core.db.models import DeadLetterRecord
 from om_core.dead_letters import DeadLetterConflict, DeadLetterNotFound, DeadLetterState
 from om_core.messaging.base import PublishError
@@ -116,7 +117,7 @@ def _fields(row: DeadLetterRecord) -> dict[str, Any]:
         "message_type": row.message_type,
         "correlation_id": row.correlation_id,
         "content_type": row.content_type,
-        "headers": row.headers if isinstance(row.headers, dict) else {},
+        "headers": safe_mapping(row.headers, max_bytes=16 * 1024).value,
         "reason": row.reason,
         "delivery_count": row.delivery_count,
         "body_preview": bytes(row.body[: PREVIEW_CHARS * 4]).decode("utf-8", "replace")[
