@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from api.console import install_console
+from api.edge import ApiEdge
 from api.errors import install_error_handlers
 from api.routes import (
     charts,
@@ -53,4 +54,11 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(plugins.router)
     app.include_router(charts.router)
     install_console(app, service, app.state.keyring)
+    # Outside every route: keys and body size are checked before a body is read.
+    app.add_middleware(
+        ApiEdge,
+        keyring=app.state.keyring,
+        max_body_bytes=service.settings.api_max_body_bytes,
+        routes=app.router.routes,
+    )
     return app

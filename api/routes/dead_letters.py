@@ -203,7 +203,7 @@ async def list_dead_letters(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> DeadLetterPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(DeadLetterRecord.created_at), col(DeadLetterRecord.id), position)
     if state:
         where.append(col(DeadLetterRecord.state).in_([s.value for s in state]))

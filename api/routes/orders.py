@@ -135,7 +135,7 @@ async def list_orders(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> OrderPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(Order.created_at), col(Order.id), position)
     if symbol is not None:
         where.append(col(Order.symbol) == symbol.upper())

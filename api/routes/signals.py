@@ -222,7 +222,7 @@ async def list_signals(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> SignalPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(SignalRecord.received_at), col(SignalRecord.id), position)
     if status:
         where.append(col(SignalRecord.status).in_([s.value for s in status]))
