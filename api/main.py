@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from api.console import install_console
 from api.edge import ApiEdge
 from api.errors import install_error_handlers
+from api.links import install_openapi_extras
 from api.routes import (
     charts,
     dead_letters,
@@ -54,6 +55,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(plugins.router)
     app.include_router(charts.router)
     install_console(app, service, app.state.keyring)
+    install_openapi_extras(app)
     # Outside every route: keys and body size are checked before a body is read.
     app.add_middleware(
         ApiEdge,
