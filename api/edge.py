@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_body
@@ -165,7 +165,9 @@ class ApiEdge:
         methods = set()
         for method in _METHODS:
             probe = {**scope, "method": method}
-            if any(route.matches(probe)[0] is Match.FULL for route in self.routes):
+            # A Mount (static files) matches every method: it says nothing about methods.
+            routes = (r for r in self.routes if not isinstance(r, Mount))
+            if any(route.matches(probe)[0] is Match.FULL for route in routes):
                 methods.add(method)
         if not methods:
             return []
