@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.stored import MAX_BYTES, MAX_DEPTH, TRUNCATED, safe_json
+from om_core.signals.contract import InvalidSignal, parse_signal
 from tests.api.conftest import READ_KEY, TRADE_KEY, Api, order_row
 
 HTML = {"Accept": "text/html"}
@@ -155,3 +156,45 @@ def test_the_walk_is_bounded_and_copies() -> None:
     assert nan.value == {"x": "nan", "y": "inf"} and nan.truncated
     plain = safe_json({"a": [1, "b", None, True, 1.5]})
     assert plain.value == {"a": [1, "b", None, True, 1.5]} and not plain.truncated
+
+
+def _contract_refuses(body: str) -> bool:
+    try:
+        parse_signal(body.encode())
+    except InvalidSignal:
+        return True
+    return False
+
+
+_SURROGATE_ID = '{"signal_id":"\\ud800","symbol":"BTCUSDT","side":"buy","qty":"0.01"}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            _SURROGATE_ID,
+            # The id is looked up before anything else; the signal contract (issue 14, build
+            # item 2) refuses lone surrogates, so it never reaches the database.
+            marks=pytest.mark.skipif(
+                not _contract_refuses(_SURROGATE_ID),
+                reason="the signal contract does not refuse lone surrogates yet",
+            ),
+        ),
+        '{"signal_id":"p-1","symbol":"\\ud800","side":"buy","qty":"0.01"}',
+        '{"signal_id":"p-2","symbol":"BTCUSDT","side":"\\udfff","qty":"\\ud800"}',
+        '{"signal_id":"p-3","symbol":"BTCUSDT","side":"buy","qty":' + _deep(900) + "}",
+        '{"signal_id":' + _deep(900) + "}",
+        "[" * 100_000 + "]" * 100_000,
+        '{"signal_id":"p-4","symbol":"BTCUSDT","side":"buy","qty":"1e999999"}',
+        '"\\ud800"',
+    ],
+)
+async def test_preview_answers_hostile_bodies(api: Api, body: str) -> None:
+    response = await api.client.post(
+        "/api/v1/orders/preview",
+        content=body.encode(),
+        headers={"X-API-Key": TRADE_KEY, "Content-Type": "application/json"},
+    )
+    assert response.status_code < 500, response.text[:500]
+    assert response.json()
