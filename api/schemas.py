@@ -302,6 +302,11 @@ class SignalSummary(BaseModel):
     status: str = Field(description="`processing`, `placed`, `rejected` or `dead_lettered`.")
     reasons: list[RejectionReason] = Field(description="Every reason, when rejected.")
     payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
+    payload_truncated: bool = Field(
+        default=False,
+        description="`payload` was cut to be served (nested too deep, too large) or had text "
+        "that is not valid Unicode replaced; the stored signal is unchanged.",
+    )
 
 
 class StatusChangeOut(BaseModel):
@@ -559,6 +564,11 @@ class SignalItem(BaseModel):
     category: str | None
     reasons: list[RejectionReason] = Field(description="Every rejection reason.")
     payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
+    payload_truncated: bool = Field(
+        default=False,
+        description="`payload` was cut to be served (nested too deep, too large) or had text "
+        "that is not valid Unicode replaced; the stored signal is unchanged.",
+    )
     signal_created_at: datetime | None = Field(description="When the model made the signal.")
     received_at: datetime
     updated_at: datetime

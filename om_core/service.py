@@ -72,6 +72,11 @@ def exchange_not_provided(exchange: str, available: list[str]) -> str:
     )
 
 
+def _lines(exc: Exception) -> list[str]:
+    problems: list[str] | None = getattr(exc, "problems", None)
+    return problems or str(exc).splitlines() or [type(exc).__name__]
+
+
 class Service:
     def __init__(
         self,
@@ -119,16 +124,9 @@ class Service:
             raise RuntimeError("plugins are loaded by start()")
         return self._plugins
 
-    async def start(self, *, consume: bool = True) -> None:
+    async def start(self, *, consume: bool = True, serving_api: bool = False) -> None:
         s = self.settings
-        if self._plugins is None:
-            self._plugins = load_plugins(s.plugins, s.plugin_config, self._env)
-        self.hooks = PluginHooks(
-            self._plugins.pm, trace=s.trace_plugins, budget_ms=s.hook_budget_ms
-        )
-        factories = self.hooks.exchange_factories()
-        if s.exchange not in factories:
-            raise StartupConfigError(exchange_not_provided(s.exchange, list(factories)))
+        plugin_name = self._preflight(serving_api=serving_api)
 
         self.db = create_engine(s.database_url)
         if s.auto_migrate:
@@ -152,8 +150,6 @@ class Service:
             log.warning("OM_PARTITIONS applies to RabbitMQ only; the in-process bus ignores it")
         await self.bus.start()
 
-        plugin_name, factory = factories[s.exchange]
-        self.exchange = factory(ExchangeContext(publish_reports=self._publish_reports))
         await self.exchange.start()
         self.instruments = Instruments(self.exchange)
 
@@ -263,8 +259,51 @@ class Service:
             "order manager running: exchange %s (plugin %s), plugins %s",
             s.exchange,
             plugin_name,
-            ", ".join(self._plugins.objects),
+            ", ".join(self.plugins.objects),
         )
+
+    def _preflight(self, *, serving_api: bool) -> str:
+        """Everything that can be checked without I/O, before a connection or a consumer
+        exists: settings (:mod:`om_core.startup`), plugin settings (as they load), the
+        exchange (provided, and built: its factory refuses missing credentials). Raises
+        :class:`StartupConfigError` with every problem, one line each; returns the name of
+        the plugin that provides the exchange."""
+        from om_core.plugins import PluginLoadError
+        from om_core.startup import check_settings
+        from om_plugins.errors import PluginError
+
+        s = self.settings
+        plugin_name = ""
+        problems = check_settings(s, serving_api=serving_api)
+        #: The exceptions behind plugin problems: raised as they are when they are all there is.
+        causes: list[PluginError] = []
+        if self._plugins is None:
+            try:
+                self._plugins = load_plugins(s.plugins, s.plugin_config, self._env)
+            except PluginLoadError as exc:
+                problems += exc.problems or [str(exc)]
+                causes.append(exc)
+        if self._plugins is not None:
+            self.hooks = PluginHooks(
+                self._plugins.pm, trace=s.trace_plugins, budget_ms=s.hook_budget_ms
+            )
+            factories = self.hooks.exchange_factories()
+            if s.exchange not in factories:
+                problems.append(exchange_not_provided(s.exchange, list(factories)))
+            else:
+                plugin_name, factory = factories[s.exchange]
+                try:
+                    # Built now, started later: missing credentials are a configuration problem.
+                    context = ExchangeContext(publish_reports=self._publish_reports)
+                    self.exchange = factory(context)
+                except PluginError as exc:
+                    problems += str(exc).splitlines() or [type(exc).__name__]
+                    causes.append(exc)
+        if len(causes) == 1 and len(problems) == len(_lines(causes[0])):
+            raise causes[0]
+        if problems:
+            raise StartupConfigError("\n".join(problems))
+        return plugin_name
 
     # -- who runs what -----------------------------------------------------------------------
 

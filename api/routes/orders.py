@@ -32,6 +32,7 @@ from api.schemas import (
     StatusChangeOut,
     error_responses,
 )
+from api.stored import clean_text, safe_json, safe_mapping
 from om_core.db.models import Fill, Order, OrderStatusChange, SignalRecord
 from om_core.db.session import AsyncSession
 from om_core.events.payloads import cancel_payload, decimal_str, order_payload
@@ -40,7 +41,7 @@ from om_core.orders.status import OrderStatus
 from om_plugins.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, OutcomeUnknown
 from om_plugins.types import Category, Side
 
-__all__ = ["find_order", "order_out", "router"]
+__all__ = ["find_order", "order_out", "payload_fields", "reasons_out", "router"]
 
 log = logging.getLogger("api.orders")
 
@@ -136,7 +137,7 @@ async def list_orders(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> OrderPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(Order.created_at), col(Order.id), position)
     if symbol is not None:
         where.append(col(Order.symbol) == symbol.upper())
@@ -218,27 +219,43 @@ async def get_order(_key: ReadKey, session: SessionDep, order_ref: OrderRef) -> 
     )
 
 
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    served: str = safe_json(str(value), max_bytes=4096).value
+    return served
+
+
 def reasons_out(record: SignalRecord) -> list[RejectionReason]:
+    """The stored rejection reasons, served defensively (see :mod:`api.stored`)."""
+    stored = record.reasons if isinstance(record.reasons, list) else []
     out = []
-    for reason in record.reasons or []:
-        details = reason.get("details")
+    for reason in stored[:100]:
+        if not isinstance(reason, dict):
+            continue
         out.append(
             RejectionReason(
-                plugin=reason.get("plugin"),
-                code=reason.get("code"),
-                message=reason.get("message"),
-                details=details if isinstance(details, dict) else {},
+                plugin=_text_or_none(reason.get("plugin")),
+                code=_text_or_none(reason.get("code")),
+                message=_text_or_none(reason.get("message")),
+                details=safe_mapping(reason.get("details"), max_bytes=16 * 1024).value,
             )
         )
     return out
 
 
+def payload_fields(record: SignalRecord) -> dict[str, Any]:
+    """``payload`` and ``payload_truncated`` of a stored signal, served defensively."""
+    served = safe_mapping(record.payload)
+    return {"payload": served.value, "payload_truncated": served.truncated}
+
+
 def signal_summary(record: SignalRecord) -> SignalSummary:
     return SignalSummary(
-        signal_id=record.signal_id,
+        signal_id=clean_text(record.signal_id),
         status=record.status,
         reasons=reasons_out(record),
-        payload=record.payload if isinstance(record.payload, dict) else {},
+        **payload_fields(record),
     )
 
 

@@ -155,7 +155,7 @@ def _b64(raw: str) -> str:
 @pytest.mark.parametrize(
     "cursor",
     [
-        "",
+        # "" is the first page, as the schema allows (tests/api/test_edges.py)
         "!!!!",
         "abc",
         "o.1.2",  # not encoded
