@@ -136,6 +136,11 @@ class SignalConsumer:
             log.warning("dead-lettering signal %s: %s", signal_id or "<no id>", exc)
             metrics.count_signal("dead_lettered")
             raise DeadLetter(f"invalid signal: {exc}") from None
+        except Exception as exc:
+            # Reading is pure: whatever else it raises is about this message (a bug the
+            # contract's checks missed), never the world's.
+            metrics.count_signal("dead_lettered")
+            raise dead_letter(exc, "reading the signal", logger=log) from exc
 
     async def _process(self, incoming: Incoming, deadline: float) -> SignalOutcome:
         """Decide and place one signal; raises :class:`DeadLetter` when it failed for a
