@@ -9,7 +9,7 @@ retried:
   ``53300``), a serialization failure (``40001``), a deadlock (``40P01``), a lock timeout
   (``55P03``); SQLite's "database is locked";
 * the broker connection was lost (``ConnectionError``, which aio-pika's and aiormq's connection
-  errors are, a publish that was not confirmed);
+  errors are, a closed channel, a publish that was not confirmed);
 * the network: timeouts and the socket errors of a lost peer (by ``errno``: an ``OSError``
   raised while converting data, such as ``EOVERFLOW`` from a timestamp, is *not* transient);
 * the exchange unreachable, or an order's outcome unknown (the executor's protocol settles it).
@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
+from aiormq.exceptions import ChannelInvalidStateError
 from sqlalchemy import exc as sa
 
 from om_core.messaging.base import ConsumerActivity, DeadLetter, PublishError
@@ -120,6 +121,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, ExchangeUnavailable | OutcomeUnknown | PublishError):
         return True
+    if isinstance(exc, ChannelInvalidStateError):
+        return True  # the broker channel closed under us (aiormq: a RuntimeError)
     if isinstance(exc, sa.DBAPIError):
         if exc.connection_invalidated:
             return True
