@@ -10,7 +10,9 @@ The acknowledgement policy lives here, in one place, and both implementations ho
   after ``delivery_limit`` deliveries it is dead-lettered instead (never requeued forever).
 
 Transient failures that should not burn deliveries (database down, exchange unavailable) are
-the handler's to retry while it holds the message.
+the handler's to retry while it holds the message, for a bounded time; every other failure of
+one message is the handler's to turn into :class:`DeadLetter` at once (the classification
+is :mod:`om_core.failures`).
 
 Delivery is at-least-once: a message can reach a handler again after its handler finished
 (the acknowledgement was lost with the connection, or a consumer stopped past its grace), so

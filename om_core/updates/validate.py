@@ -5,7 +5,7 @@ cannot hold (a string too long or holding NUL, a lone surrogate or control chara
 number with more digits than ``NUMERIC(38, 18)``, a position index other than 0–2, a time no
 exchange could mean: before 2000 or more than :data:`MAX_FUTURE` ahead of the engine's clock)
 makes the message invalid here, with a reason, so it is dead-lettered at once instead of
-failing on every delivery (``docs/signals.md``, "Order updates: limits").
+failing on every delivery (``docs/events.md``, "The input: ``ws-gateway.order``").
 """
 
 from __future__ import annotations
