@@ -215,6 +215,14 @@ class Settings(BaseSettings):
     #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.
     delivery_limit: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    #: How long a message whose processing failed transiently (database or broker connection
+    #: lost, serialization failure, deadlock, lock timeout, exchange unreachable) is retried
+    #: while held; past it, the message is dead-lettered with the last error. Any other
+    #: failure dead-letters it at once (om_core/failures.py).
+    retry_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: ``/ready`` answers not ready while a consumed message has been held unacknowledged
+    #: longer than this (a stuck consumer): see ``om_consumer_oldest_unacked_age_seconds``.
+    ready_max_unacked_seconds: float = Field(default=120.0, gt=0)
     #: Most signals decided in one transaction (they are batched only while the service is
     #: busy; 1 = one transaction per signal).
     signal_batch: int = Field(default=32, ge=1, le=1000)

@@ -52,6 +52,8 @@ log = logging.getLogger("om_core.service")
 
 #: The slot of the work that runs once in a deployment: outbox relay, reconciler, snapshots.
 SINGLETONS = "singletons"
+#: A retry's last attempt may start just before the bound: a retry this much longer is stuck.
+_RETRY_SLACK = 10.0
 
 
 class StartupError(Exception):
@@ -196,7 +198,12 @@ class Service:
             max_signal_age=max_age,
             on_committed=self.relay.notify,
         )
-        self.signal_consumer = SignalConsumer(self.sessions, self.processor)
+        self.signal_consumer = SignalConsumer(
+            self.sessions,
+            self.processor,
+            retry_seconds=s.retry_seconds,
+            retries=self.bus.activity,
+        )
         #: The ``model-service.trading_signals`` handler: signals that arrive together are
         #: decided in one transaction and placed at once.
         self.signal_handler = Batcher(
@@ -210,7 +217,11 @@ class Service:
             on_committed=self.relay.notify,
         )
         self.event_subscriber = EventSubscriber(
-            self.applier, self.exchange.decode_stream, on_gateway_reconnected=self.on_stream_gap
+            self.applier,
+            self.exchange.decode_stream,
+            on_gateway_reconnected=self.on_stream_gap,
+            retry_seconds=s.retry_seconds,
+            retries=self.bus.activity,
         )
         #: The ``ws-gateway.order`` handler: reports that arrive together share a transaction.
         self.update_handler = Batcher(
@@ -448,12 +459,35 @@ class Service:
             await self.db.dispose()
         self.running = False
 
+    def stuck_consumers(self) -> dict[str, str]:
+        """Queues whose consumer is stuck, with why: a message held unacknowledged longer
+        than ``OM_READY_MAX_UNACKED_SECONDS``, or a retry running past ``OM_RETRY_SECONDS``."""
+        if not hasattr(self, "bus"):
+            return {}
+        s, activity = self.settings, self.bus.activity
+        stuck: dict[str, str] = {}
+        for queue in activity.queues():
+            held = activity.oldest_unacked_age(queue)
+            retrying = activity.oldest_retry_age(queue)
+            if held > s.ready_max_unacked_seconds:
+                stuck[queue] = f"a message unacknowledged for {held:.0f}s"
+            elif retrying > s.retry_seconds + _RETRY_SLACK:
+                stuck[queue] = f"a message in retry for {retrying:.0f}s"
+        if stuck:
+            log.warning("readiness: consumers stuck: %s", stuck)
+        return stuck
+
     async def ready(self) -> dict[str, bool]:
         """Up/down of what the service needs, for ``/ready``."""
         consuming = bool(self._consumers) or (
             bool(self._partitioned) and hasattr(self, "coordinator")
         )
-        checks = {"database": False, "broker": False, "consumers": consuming}
+        checks = {
+            "database": False,
+            "broker": False,
+            "consumers": consuming,
+            "consumers_flowing": not self.stuck_consumers(),
+        }
         if hasattr(self, "coordinator"):
             checks["coordination"] = self.coordinator.healthy
         try:
