@@ -7,7 +7,9 @@ import logging
 from fastapi import FastAPI
 
 from api.console import install_console
+from api.edge import ApiEdge
 from api.errors import install_error_handlers
+from api.links import install_openapi_extras
 from api.routes import (
     charts,
     dead_letters,
@@ -21,6 +23,7 @@ from api.routes import (
     trading_state,
 )
 from api.security import KeyRing
+from api.stored import SafeJSONResponse
 from om_core.service import Service
 
 log = logging.getLogger("api")
@@ -28,6 +31,7 @@ log = logging.getLogger("api")
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(
+        default_response_class=SafeJSONResponse,
         title="Order Manager",
         version="0.1.0",
         description="Signals in, exchange orders out; orders, positions and reconciliation.\n\n"
@@ -51,4 +55,12 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(plugins.router)
     app.include_router(charts.router)
     install_console(app, service, app.state.keyring)
+    install_openapi_extras(app)
+    # Outside every route: keys and body size are checked before a body is read.
+    app.add_middleware(
+        ApiEdge,
+        keyring=app.state.keyring,
+        max_body_bytes=service.settings.api_max_body_bytes,
+        routes=app.router.routes,
+    )
     return app

@@ -7,7 +7,8 @@ any cursor already handed out, so it never shifts a later page; a row committed 
 older ``created_at`` still appears on the page its position falls in.
 
 The cursor is the last item's ``(created_at, id)``, base64url-encoded; clients treat it as
-opaque. Anything that does not decode to a cursor of the right kind is refused with 400
+opaque. An empty ``cursor=`` is no cursor (the first page), as the schema allows; anything
+else that does not decode to a cursor of the right kind is refused with 400
 ``invalid_cursor`` before the database is touched.
 """
 
@@ -63,7 +64,8 @@ UTCTimestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
 CursorParam = Annotated[
     str | None,
     Query(
-        description="`next_cursor` of the previous page; omit for the first (newest) page.",
+        description="`next_cursor` of the previous page; omit it (or leave it empty) for the "
+        "first (newest) page.",
     ),
 ]
 LimitParam = Annotated[

@@ -302,12 +302,65 @@ class SignalSummary(BaseModel):
     status: str = Field(description="`processing`, `placed`, `rejected` or `dead_lettered`.")
     reasons: list[RejectionReason] = Field(description="Every reason, when rejected.")
     payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
+    payload_truncated: bool = Field(
+        default=False,
+        description="`payload` was cut to be served (nested too deep, too large) or had text "
+        "that is not valid Unicode replaced; the stored signal is unchanged.",
+    )
 
 
 class StatusChangeOut(BaseModel):
     status: str = Field(examples=["partially_filled"])
     filled_qty: str = Field(examples=["0.004"])
     at: datetime
+
+
+_CANCEL_EXAMPLE: dict[str, Any] = {
+    "id": 7,
+    "state": "accepted",
+    "requested_by": "api-key:3f2a9c1e",
+    "requested_at": "2026-01-05T10:05:00.123456Z",
+    "completed_at": "2026-01-05T10:05:00.181234Z",
+    "reject_code": None,
+    "exchange_code": None,
+    "message": None,
+}
+
+
+class CancelRequestOut(BaseModel):
+    """A recorded cancel request and what the exchange answered."""
+
+    id: int
+    state: str = Field(
+        description="`pending` (the exchange is being asked), `accepted`, `rejected` (the "
+        "exchange refused), `unavailable` (not sent), `unknown` (the answer was lost)."
+    )
+    requested_by: str = Field(description="Who asked: an API key's fingerprint, never the key.")
+    requested_at: datetime
+    completed_at: datetime | None
+    reject_code: str | None = Field(
+        description="Why it was refused, neutral (e.g. `ORDER_NOT_FOUND`), or "
+        "`EXCHANGE_UNAVAILABLE` / `OUTCOME_UNKNOWN`."
+    )
+    exchange_code: str | None = Field(description="The exchange's own code, when it answered.")
+    message: str | None
+
+
+class CancelOut(OrderOut):
+    """The order as stored now, with the cancel request (a repeated cancel while one is
+    pending or accepted returns the same request, `duplicate` true)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_ORDER_EXAMPLE, "cancel_request": _CANCEL_EXAMPLE, "duplicate": False}]
+        }
+    )
+
+    cancel_request: CancelRequestOut
+    duplicate: bool = Field(
+        description="True when a request already pending or accepted was returned and the "
+        "exchange was not asked again."
+    )
 
 
 class OrderDetail(OrderOut):
@@ -481,9 +534,9 @@ _SIGNAL_ITEM_EXAMPLE: dict[str, Any] = {
     "category": "linear",
     "reasons": [
         {
-            "plugin": "risk",
+            "plugin": "engine",
             "code": "TRADING_HALTED",
-            "message": "trading is halted",
+            "message": "trading is halted: nothing is placed until an operator resumes it",
             "details": {"trading_state": "halted"},
         }
     ],
@@ -511,6 +564,11 @@ class SignalItem(BaseModel):
     category: str | None
     reasons: list[RejectionReason] = Field(description="Every rejection reason.")
     payload: dict[str, Any] = Field(description="The signal as received (numbers as strings).")
+    payload_truncated: bool = Field(
+        default=False,
+        description="`payload` was cut to be served (nested too deep, too large) or had text "
+        "that is not valid Unicode replaced; the stored signal is unchanged.",
+    )
     signal_created_at: datetime | None = Field(description="When the model made the signal.")
     received_at: datetime
     updated_at: datetime

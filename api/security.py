@@ -30,6 +30,7 @@ from om_core.config import ApiKey, ApiScope
 
 __all__ = [
     "API_KEY_HEADER",
+    "CHALLENGE",
     "ApiKeyError",
     "KeyRing",
     "Principal",
@@ -52,7 +53,7 @@ api_key_header = APIKeyHeader(
 
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 #: A 401 names how to authenticate (RFC 9110 requires the header).
-_CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'}
+CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{API_KEY_HEADER}"'}
 
 
 class ApiKeyError(ValueError):
@@ -136,7 +137,7 @@ def _authenticate(request: Request, presented: str | None) -> Principal:
             401,
             "missing_api_key",
             f"this route needs an API key in the {API_KEY_HEADER} header",
-            headers=_CHALLENGE,
+            headers=CHALLENGE,
         )
     principal = ring.identify(presented)
     if principal is None:
@@ -144,7 +145,7 @@ def _authenticate(request: Request, presented: str | None) -> Principal:
             401,
             "invalid_api_key",
             "the API key is not valid",
-            headers=_CHALLENGE,
+            headers=CHALLENGE,
         )
     return principal
 

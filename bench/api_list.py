@@ -42,7 +42,7 @@ PG_HOST = os.environ.get("OM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("OM_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("OM_TEST_PG_USER", "postgres")
 PG_ADMIN_DB = os.environ.get("OM_TEST_PG_DB", "test")
-KEY = "bench-read-key"
+KEY = "bench-read-key-0001"
 
 SYMBOLS = [
     "BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "AVAXUSDT",

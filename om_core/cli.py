@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from om_core.config import ConfigError, Settings, load_settings
+from om_core.config import ConfigError, Settings, load_settings, url_secrets
 from om_core.logs import configure_logging
 from om_core.secret_files import secrets_in_files
 
@@ -194,8 +193,6 @@ _SECRET_NAME = re.compile(r"SECRET|API_KEY|PASSWORD|TOKEN|PASSPHRASE")
 
 
 def _secrets(settings: Settings) -> list[str]:
-    from urllib.parse import urlsplit
-
     secrets = [k.secret.get_secret_value() for k in settings.api_keys]
     # Plugins' credentials (exchange keys), wherever they were given: never in a log line.
     secrets += [v for k, v in os.environ.items() if k.startswith("OM_") and _SECRET_NAME.search(k)]
@@ -204,32 +201,16 @@ def _secrets(settings: Settings) -> list[str]:
     # Plugin secrets given as files are read by the plugins later; scrub them from the start.
     secrets += secrets_in_files(os.environ)
     for url in (settings.database_url, settings.broker_url):
-        password = urlsplit(url).password
-        if password:
-            secrets.append(password)
+        secrets += url_secrets(url)  # the password and ?password=-like query values
     return secrets
 
 
 # -- run ---------------------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.api_enabled and not settings.api_keys and not _is_loopback(settings.api_host):
-        print(
-            f"error: OM_API_HOST={settings.api_host} exposes the API beyond this machine but "
-            "OM_API_KEYS is empty; configure keys or bind to 127.0.0.1",
-            file=sys.stderr,
-        )
-        return 2
+    # Everything that can be checked is checked before a consumer starts (Service.start,
+    # om_core.startup): every problem printed, one line each, exit code 2.
     return asyncio.run(_run(settings, with_gateway=args.with_ws_gateway))
 
 
@@ -243,7 +224,7 @@ async def _run(settings: Settings, *, with_gateway: bool = False) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await service.start()
+        await service.start(serving_api=settings.api_enabled)
     except (StartupError, PluginError, ConfigError) as exc:
         _print_problems(settings, exc)
         await service.stop()

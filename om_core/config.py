@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -46,6 +47,7 @@ from om_core.suggest import did_you_mean
 __all__ = [
     "BUILTIN_PLUGINS",
     "RESERVED_ENV",
+    "SECRET_QUERY_PARAM",
     "SECRET_SETTINGS",
     "ApiKey",
     "ConfigError",
@@ -54,6 +56,7 @@ __all__ = [
     "load_settings",
     "mask_url",
     "service_env_names",
+    "url_secrets",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,8 +92,18 @@ class ApiScope(StrEnum):
     TRADE = "trade"
 
 
+#: The shortest plaintext API key accepted (a key is a credential, not a name).
+MIN_API_KEY_LENGTH = 16
+_SHA256_KEY = re.compile(r"sha256:[0-9a-fA-F]{64}")
+#: Characters a key may hold: printable ASCII but ``,`` and ``:`` (the list's separators).
+_KEY_CHARS = re.compile(r"[!-9;-~]+")
+
+
 class ApiKey(BaseModel):
-    """One API key: plaintext, or its SHA-256 (``sha256:<hex>``) so config never holds it."""
+    """One API key: plaintext, or its SHA-256 (``sha256:<hex>``) so config never holds it.
+
+    Errors never quote the key.
+    """
 
     secret: SecretStr
     scope: ApiScope = ApiScope.READ
@@ -99,20 +112,59 @@ class ApiKey(BaseModel):
     def is_hashed(self) -> bool:
         return self.secret.get_secret_value().startswith("sha256:")
 
+    @field_validator("secret")
+    @classmethod
+    def _strict(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret.startswith("sha256:"):
+            if not _SHA256_KEY.fullmatch(secret):
+                raise ValueError(
+                    f"a sha256: key needs exactly 64 hex digits after 'sha256:' "
+                    f"(it has {len(secret) - 7} characters there)"
+                )
+            return value
+        if len(secret) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"a key needs at least {MIN_API_KEY_LENGTH} characters (it has {len(secret)}); "
+                "e.g. `openssl rand -hex 24`"
+            )
+        if not _KEY_CHARS.fullmatch(secret):
+            raise ValueError(
+                "a key may hold printable ASCII characters only, without ',' and ':' "
+                "(the separators of OM_API_KEYS) or spaces"
+            )
+        return value
+
 
 def _parse_api_keys(value: Any) -> Any:
-    """``OM_API_KEYS="key1:trade,sha256:<hex>:read"``; the scope defaults to read."""
+    """``OM_API_KEYS="key1:trade,sha256:<hex>:read"``; the scope defaults to read.
+
+    Strict: a scope that is not ``read`` or ``trade`` (``k1:Trade``, ``k1:write``) is an
+    error, never part of the secret.
+    """
     if not isinstance(value, str):
         return value
-    keys = []
-    for raw in (part.strip() for part in value.split(",")):
+    keys: list[dict[str, Any]] = []
+    scopes = {s.value for s in ApiScope}
+    for number, raw in enumerate((part.strip() for part in value.split(",")), start=1):
         if not raw:
             continue
-        secret, _, scope = raw.rpartition(":")
-        if scope in {s.value for s in ApiScope} and secret:
-            keys.append({"secret": secret, "scope": scope})
+        if raw.startswith("sha256:"):
+            body, colon, scope = raw.removeprefix("sha256:").partition(":")
+            secret = "sha256:" + body
         else:
-            keys.append({"secret": raw})
+            secret, colon, scope = raw.partition(":")
+        if not colon:
+            keys.append({"secret": secret})
+            continue
+        if scope not in scopes:
+            # Not quoted: what follows a ':' may be part of a secret.
+            hint = " (scopes are lowercase)" if scope.lower() in scopes else ""
+            raise ValueError(
+                f"entry {number}: the scope after ':' is not 'read' or 'trade'{hint}; "
+                "a key may not contain ':'"
+            )
+        keys.append({"secret": secret, "scope": scope})
     return keys
 
 
@@ -138,6 +190,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_enabled: bool = True
+    #: The largest request body the API reads (a larger one is refused 413 before reading).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -169,6 +223,14 @@ class Settings(BaseSettings):
     #: Redeliveries before the broker dead-letters a message that keeps crashing consumers.
     delivery_limit: int = Field(default=10, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    #: How long a message whose processing failed transiently (database or broker connection
+    #: lost, serialization failure, deadlock, lock timeout, exchange unreachable) is retried
+    #: while held; past it, the message is dead-lettered with the last error. Any other
+    #: failure dead-letters it at once (om_core/failures.py).
+    retry_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: ``/ready`` answers not ready while a consumed message has been held unacknowledged
+    #: longer than this (a stuck consumer): see ``om_consumer_oldest_unacked_age_seconds``.
+    ready_max_unacked_seconds: float = Field(default=120.0, gt=0)
     #: Most signals decided in one transaction (they are batched only while the service is
     #: busy; 1 = one transaction per signal).
     signal_batch: int = Field(default=32, ge=1, le=1000)
@@ -318,13 +380,42 @@ class _ExplicitSettings(Settings):
         return (init_settings,)
 
 
+#: Query parameters that carry credentials (``?password=``, ``sslpassword``, ``token``, …).
+SECRET_QUERY_PARAM = re.compile(
+    r"(?P<name>(?:^|[?&;])[^=&;#\s]*(?:pass|pwd|secret|token|key|credential|auth)[^=&;#\s]*=)"
+    r"(?P<value>(?!\*\*\*)[^&;#\s]+)",
+    re.IGNORECASE,
+)
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host``; leave the rest readable."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Hide the password of ``scheme://user:password@host`` and of every credential-like
+    query parameter (``?password=``, ``sslpassword=``, ``token=``); leave the rest readable."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL at all (a bad port, brackets): show nothing of it
+        return "***"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = netloc.replace(f":{password}@", ":***@", 1)
+    query = SECRET_QUERY_PARAM.sub(r"\g<name>***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials in ``url`` (its password, credential-like query values), to scrub."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+    except ValueError:
+        return [url]
+    for match in SECRET_QUERY_PARAM.finditer(parts.query):
+        found.append(match.group("value"))
+        found.append(unquote(match.group("value")))
+    return found
 
 
 def _mask_value(field: str, value: Any) -> str:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from om_core.config import SECRET_QUERY_PARAM
+
 __all__ = ["SecretFilter", "configure_logging"]
 
 # Credentials in URLs (amqp://user:pass@host) wherever they appear in a message.
@@ -16,7 +18,8 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@"
 
 
 class SecretFilter(logging.Filter):
-    """Replaces every configured secret and every URL password in a record with ``***``."""
+    """Replaces every configured secret, every URL password and every credential-like URL
+    query parameter (``?password=``) in a record with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -25,7 +28,9 @@ class SecretFilter(logging.Filter):
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return _URL_PASSWORD.sub(r"\g<scheme>***@", text)
+        text = _URL_PASSWORD.sub(r"\g<scheme>***@", text)
+        # Credentials as URL query parameters (?password=…, &sslpassword=…).
+        return SECRET_QUERY_PARAM.sub(r"\g<name>***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

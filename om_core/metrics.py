@@ -42,6 +42,7 @@ __all__ = [
     "CONTENT_TYPE",
     "REGISTRY",
     "StateGauges",
+    "count_cancel",
     "count_exchange_request",
     "count_routed",
     "count_signal",
@@ -122,7 +123,30 @@ DLQ_MESSAGES = Gauge(
 )
 CONSUMER_LAG = Gauge(
     "om_consumer_lag_messages",
-    "Messages waiting for delivery in each queue this service consumes (read at scrape time).",
+    "Messages ready for delivery in each queue this service consumes; messages delivered and "
+    "not yet acknowledged are not counted (see om_consumer_unacked_messages) (read at scrape "
+    "time).",
+    ["queue"],
+    registry=REGISTRY,
+)
+CONSUMER_UNACKED = Gauge(
+    "om_consumer_unacked_messages",
+    "Messages this instance holds delivered and not yet acknowledged, per queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
+CONSUMER_OLDEST_UNACKED_AGE = Gauge(
+    "om_consumer_oldest_unacked_age_seconds",
+    "Seconds the oldest message this instance holds unacknowledged has been held, per queue; "
+    "0 when none (above OM_READY_MAX_UNACKED_SECONDS, /ready says not ready).",
+    ["queue"],
+    registry=REGISTRY,
+)
+CONSUMER_IN_RETRY = Gauge(
+    "om_consumer_messages_in_retry",
+    "Messages waiting to retry a transient failure (database or broker connection, "
+    "serialization failure, deadlock, lock timeout, exchange unreachable), per queue; each is "
+    "dead-lettered if it still fails after OM_RETRY_SECONDS.",
     ["queue"],
     registry=REGISTRY,
 )
@@ -216,6 +240,21 @@ def count_routed(queue: str, count: int = 1) -> None:
     ROUTED.labels(queue=queue).inc(count)
 
 
+ORDER_CANCELS = Counter(
+    "om_order_cancels",
+    "Cancel requests by outcome: accepted, rejected (the exchange refused), unavailable "
+    "(not sent), unknown (answer lost), duplicate (one already pending or accepted), "
+    "not_open (the order was already final).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+
+def count_cancel(outcome: str) -> None:
+    """One cancel request reached ``outcome``."""
+    ORDER_CANCELS.labels(outcome=outcome).inc()
+
+
 def count_signal(outcome: str) -> None:
     """One signal reached ``outcome`` (``placed``, ``rejected``, ``dead_lettered``,
     ``duplicate``, ``in_doubt``)."""
@@ -276,6 +315,8 @@ class StateGauges:
         self._refreshed_at: float | None = None
 
     async def refresh(self) -> None:
+        # In-process state: no I/O, always fresh.
+        self._read_consumers()
         async with self._lock:
             now = time.monotonic()
             if self._refreshed_at is not None and now - self._refreshed_at < self._min_interval:
@@ -292,6 +333,15 @@ class StateGauges:
             SOURCE_UP.labels(source=source).set(0)
         else:
             SOURCE_UP.labels(source=source).set(1)
+
+    def _read_consumers(self) -> None:
+        activity = self._bus.activity
+        partitioned = getattr(self._bus, "partitioned", None)
+        partitions = [q for qs in partitioned.values() for q in qs] if partitioned else []
+        for queue in dict.fromkeys([*CONSUMED_QUEUES, *partitions, *activity.queues()]):
+            CONSUMER_UNACKED.labels(queue=queue).set(activity.unacked(queue))
+            CONSUMER_OLDEST_UNACKED_AGE.labels(queue=queue).set(activity.oldest_unacked_age(queue))
+            CONSUMER_IN_RETRY.labels(queue=queue).set(activity.in_retry(queue))
 
     async def _read_database(self) -> None:
         async with self._sessions() as session:

@@ -35,6 +35,7 @@ from om_core.messaging.base import Consumer
 from om_core.messaging.batching import Batcher
 from om_core.messaging.partition_batching import PartitionBatcher
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE, SIGNALS_QUEUE
+from om_core.orders.cancel import OrderCanceller
 from om_core.plugins import LoadedPlugins, PluginHooks, load_plugins
 from om_core.positions.periodic import PeriodicSnapshots
 from om_core.reconcile import Reconciler
@@ -52,6 +53,8 @@ log = logging.getLogger("om_core.service")
 
 #: The slot of the work that runs once in a deployment: outbox relay, reconciler, snapshots.
 SINGLETONS = "singletons"
+#: A retry's last attempt may start just before the bound: a retry this much longer is stuck.
+_RETRY_SLACK = 10.0
 
 
 class StartupError(Exception):
@@ -70,6 +73,11 @@ def exchange_not_provided(exchange: str, available: list[str]) -> str:
         f"OM_EXCHANGE={exchange!r} is not provided by any enabled plugin"
         f"{did_you_mean(exchange, available)} (available: {known})"
     )
+
+
+def _lines(exc: Exception) -> list[str]:
+    problems: list[str] | None = getattr(exc, "problems", None)
+    return problems or str(exc).splitlines() or [type(exc).__name__]
 
 
 class Service:
@@ -99,6 +107,7 @@ class Service:
         self.relay: OutboxRelay
         self.executor: OrderExecutor
         self.processor: SignalProcessor
+        self.cancels: OrderCanceller
         self.signal_consumer: SignalConsumer
         self.resolver: InDoubtResolver
         self.applier: UpdateApplier
@@ -118,16 +127,9 @@ class Service:
             raise RuntimeError("plugins are loaded by start()")
         return self._plugins
 
-    async def start(self, *, consume: bool = True) -> None:
+    async def start(self, *, consume: bool = True, serving_api: bool = False) -> None:
         s = self.settings
-        if self._plugins is None:
-            self._plugins = load_plugins(s.plugins, s.plugin_config, self._env)
-        self.hooks = PluginHooks(
-            self._plugins.pm, trace=s.trace_plugins, budget_ms=s.hook_budget_ms
-        )
-        factories = self.hooks.exchange_factories()
-        if s.exchange not in factories:
-            raise StartupConfigError(exchange_not_provided(s.exchange, list(factories)))
+        plugin_name = self._preflight(serving_api=serving_api)
 
         self.db = create_engine(s.database_url)
         if s.auto_migrate:
@@ -151,8 +153,6 @@ class Service:
             log.warning("OM_PARTITIONS applies to RabbitMQ only; the in-process bus ignores it")
         await self.bus.start()
 
-        plugin_name, factory = factories[s.exchange]
-        self.exchange = factory(ExchangeContext(publish_reports=self._publish_reports))
         await self.exchange.start()
         self.instruments = Instruments(self.exchange)
 
@@ -186,6 +186,13 @@ class Service:
             before_commit=self._before_commit,
             forget_instrument=context.forget_instrument,
         )
+        #: Operator cancels (API, console): recorded, idempotent, published.
+        self.cancels = OrderCanceller(
+            self.sessions,
+            self.exchange,
+            pause=self.executor.pause,
+            on_committed=self.relay.notify,
+        )
         self.processor = SignalProcessor(
             self.sessions,
             self.hooks,
@@ -196,7 +203,13 @@ class Service:
             clock_skew=limits.clock_skew,
             on_committed=self.relay.notify,
         )
-        self.signal_consumer = SignalConsumer(self.sessions, self.processor, limits)
+        self.signal_consumer = SignalConsumer(
+            self.sessions,
+            self.processor,
+            limits,
+            retry_seconds=s.retry_seconds,
+            retries=self.bus.activity,
+        )
         #: The ``model-service.trading_signals`` handler: signals that arrive together are
         #: decided in one transaction and placed at once.
         self.signal_handler = Batcher(
@@ -210,7 +223,11 @@ class Service:
             on_committed=self.relay.notify,
         )
         self.event_subscriber = EventSubscriber(
-            self.applier, self.exchange.decode_stream, on_gateway_reconnected=self.on_stream_gap
+            self.applier,
+            self.exchange.decode_stream,
+            on_gateway_reconnected=self.on_stream_gap,
+            retry_seconds=s.retry_seconds,
+            retries=self.bus.activity,
         )
         #: The ``ws-gateway.order`` handler: reports that arrive together share a transaction.
         self.update_handler = Batcher(
@@ -259,8 +276,51 @@ class Service:
             "order manager running: exchange %s (plugin %s), plugins %s",
             s.exchange,
             plugin_name,
-            ", ".join(self._plugins.objects),
+            ", ".join(self.plugins.objects),
         )
+
+    def _preflight(self, *, serving_api: bool) -> str:
+        """Everything that can be checked without I/O, before a connection or a consumer
+        exists: settings (:mod:`om_core.startup`), plugin settings (as they load), the
+        exchange (provided, and built: its factory refuses missing credentials). Raises
+        :class:`StartupConfigError` with every problem, one line each; returns the name of
+        the plugin that provides the exchange."""
+        from om_core.plugins import PluginLoadError
+        from om_core.startup import check_settings
+        from om_plugins.errors import PluginError
+
+        s = self.settings
+        plugin_name = ""
+        problems = check_settings(s, serving_api=serving_api)
+        #: The exceptions behind plugin problems: raised as they are when they are all there is.
+        causes: list[PluginError] = []
+        if self._plugins is None:
+            try:
+                self._plugins = load_plugins(s.plugins, s.plugin_config, self._env)
+            except PluginLoadError as exc:
+                problems += exc.problems or [str(exc)]
+                causes.append(exc)
+        if self._plugins is not None:
+            self.hooks = PluginHooks(
+                self._plugins.pm, trace=s.trace_plugins, budget_ms=s.hook_budget_ms
+            )
+            factories = self.hooks.exchange_factories()
+            if s.exchange not in factories:
+                problems.append(exchange_not_provided(s.exchange, list(factories)))
+            else:
+                plugin_name, factory = factories[s.exchange]
+                try:
+                    # Built now, started later: missing credentials are a configuration problem.
+                    context = ExchangeContext(publish_reports=self._publish_reports)
+                    self.exchange = factory(context)
+                except PluginError as exc:
+                    problems += str(exc).splitlines() or [type(exc).__name__]
+                    causes.append(exc)
+        if len(causes) == 1 and len(problems) == len(_lines(causes[0])):
+            raise causes[0]
+        if problems:
+            raise StartupConfigError("\n".join(problems))
+        return plugin_name
 
     # -- who runs what -----------------------------------------------------------------------
 
@@ -405,12 +465,35 @@ class Service:
             await self.db.dispose()
         self.running = False
 
+    def stuck_consumers(self) -> dict[str, str]:
+        """Queues whose consumer is stuck, with why: a message held unacknowledged longer
+        than ``OM_READY_MAX_UNACKED_SECONDS``, or a retry running past ``OM_RETRY_SECONDS``."""
+        if not hasattr(self, "bus"):
+            return {}
+        s, activity = self.settings, self.bus.activity
+        stuck: dict[str, str] = {}
+        for queue in activity.queues():
+            held = activity.oldest_unacked_age(queue)
+            retrying = activity.oldest_retry_age(queue)
+            if held > s.ready_max_unacked_seconds:
+                stuck[queue] = f"a message unacknowledged for {held:.0f}s"
+            elif retrying > s.retry_seconds + _RETRY_SLACK:
+                stuck[queue] = f"a message in retry for {retrying:.0f}s"
+        if stuck:
+            log.warning("readiness: consumers stuck: %s", stuck)
+        return stuck
+
     async def ready(self) -> dict[str, bool]:
         """Up/down of what the service needs, for ``/ready``."""
         consuming = bool(self._consumers) or (
             bool(self._partitioned) and hasattr(self, "coordinator")
         )
-        checks = {"database": False, "broker": False, "consumers": consuming}
+        checks = {
+            "database": False,
+            "broker": False,
+            "consumers": consuming,
+            "consumers_flowing": not self.stuck_consumers(),
+        }
         if hasattr(self, "coordinator"):
             checks["coordination"] = self.coordinator.healthy
         try:

@@ -2,8 +2,9 @@
 ``halted``.
 
 It lives in the single ``trading_state`` row (id 1); no row means ``active``. The engine reads
-it into every decision (``DecisionContext.trading_state``) and the built-in risk plugin
-enforces it. Every change stages a ``trading_state.changed`` event in the same transaction::
+it into every decision (``DecisionContext.trading_state``) and enforces it itself on every
+path that places an order (:mod:`om_core.engine.guard`), whatever plugins are enabled.
+Every change stages a ``trading_state.changed`` event in the same transaction::
 
     {"event_type": "trading_state.changed", "signal_id": null, "order": null, "fill": null,
      "position": null,

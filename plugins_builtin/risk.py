@@ -3,11 +3,13 @@
 Two checkpoints, both voting hooks (every risk plugin is asked and every "no" is recorded):
 
 * :meth:`RiskPlugin.om_check_signal` runs before any order is shaped and holds the rules
-  that do not depend on size: allowed symbols, signal age, signal strength, trading state,
-  open orders and order rate.
+  that do not depend on size: allowed symbols, signal strength, open orders and order rate.
 * :meth:`RiskPlugin.om_check_order` runs on the fully shaped order and holds the rules that
-  depend on size: order notional, position notional, gross exposure and the ``reducing``
-  trading state.
+  depend on size: order notional, position notional and gross exposure.
+
+The trading state (``halted``, ``reducing``) and the signal age are not this plugin's: the
+engine enforces them on every order, with or without this plugin (``TRADING_HALTED``,
+``REDUCING_ONLY``, ``SIGNAL_STALE``; the age limit is ``OM_MAX_SIGNAL_AGE_SECONDS``).
 
 A check returns *every* rule the signal or order breaks, not just the first, so an operator
 sees the whole picture at once. Each refusal carries a stable ``code`` and ``details`` with
@@ -15,15 +17,14 @@ the configured ``limit`` and the ``actual`` value, as strings.
 
 Every limit can be switched off: leave it out of the ``[plugin.risk]`` table (for limits
 that are off by default) or set it to ``"none"`` (also in an environment variable,
-``OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL=none``). Out of the box only two limits are active: an
-order may not be worth more than 100 000 USDT, and a signal older than 60 seconds is not
-traded. Set the others to match your account before trading real money.
+``OM_PLUGIN_RISK_MAX_ORDER_NOTIONAL=none``). Out of the box only one limit is active: an
+order may not be worth more than 100 000 USDT. Set the others to match your account before
+trading real money.
 
 Configuration (``[plugin.risk]`` in the config file, or ``OM_PLUGIN_RISK_<FIELD>``)::
 
     [plugin.risk]
     allowed_symbols = ["BTCUSDT", "ETHUSDT"]
-    max_signal_age_seconds = 30
     min_strength = "0.2"
     max_open_orders_per_symbol = 5
     max_orders_per_minute = 20
@@ -34,7 +35,6 @@ Configuration (``[plugin.risk]`` in the config file, or ``OM_PLUGIN_RISK_<FIELD>
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -45,7 +45,6 @@ from om_plugins import (
     ProposedOrder,
     Rejection,
     Signal,
-    TradingState,
     hookimpl,
 )
 
@@ -65,11 +64,11 @@ class RiskSettings(BaseModel):
         ),
     )
     max_signal_age_seconds: Decimal | None = Field(
-        default=Decimal(60),
-        gt=0,
+        default=None,
         description=(
-            "Refuse a signal whose created_at is more than this many seconds in the past. "
-            "Signals without a timestamp are not checked by this rule."
+            "Removed: the signal age limit is the engine's, OM_MAX_SIGNAL_AGE_SECONDS "
+            "(SIGNAL_STALE), enforced with or without this plugin. Setting this is an error "
+            "that says so; leave it out."
         ),
     )
     min_strength: Decimal | None = Field(
@@ -134,6 +133,17 @@ class RiskSettings(BaseModel):
             return None
         return value
 
+    @field_validator("max_signal_age_seconds")
+    @classmethod
+    def _age_moved(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None:
+            raise ValueError(
+                "no longer a risk setting: the signal age limit is the engine's; set "
+                "OM_MAX_SIGNAL_AGE_SECONDS (or max_signal_age_seconds at the top of the config "
+                "file) instead and remove this one"
+            )
+        return value
+
     @field_validator("allowed_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
@@ -167,11 +177,7 @@ class RiskPlugin:
         """Size-independent rules, checked before an order is shaped.
 
         * ``SYMBOL_NOT_ALLOWED`` — ``allowed_symbols`` is set and does not list the symbol.
-        * ``SIGNAL_TOO_OLD`` — the signal was created more than ``max_signal_age_seconds``
-          before the engine looked at it (a stale signal trades on stale information).
         * ``STRENGTH_TOO_LOW`` — the signal's strength is below ``min_strength``.
-        * ``TRADING_HALTED`` — trading is halted; nothing is traded until an operator
-          resumes it. Always on.
         * ``MAX_OPEN_ORDERS`` — the symbol already has ``max_open_orders_per_symbol``
           non-terminal orders.
         * ``ORDER_RATE_LIMIT`` — ``max_orders_per_minute`` orders were already created for
@@ -190,18 +196,6 @@ class RiskPlugin:
                 )
             )
 
-        if s.max_signal_age_seconds is not None and signal.created_at is not None:
-            age_seconds = _seconds(context.now - signal.created_at)
-            if age_seconds > s.max_signal_age_seconds:
-                found.append(
-                    _reject(
-                        "SIGNAL_TOO_OLD",
-                        f"signal is {age_seconds}s old, the limit is {s.max_signal_age_seconds}s",
-                        limit=s.max_signal_age_seconds,
-                        actual=age_seconds,
-                    )
-                )
-
         if s.min_strength is not None and signal.strength < s.min_strength:
             found.append(
                 _reject(
@@ -211,9 +205,6 @@ class RiskPlugin:
                     actual=signal.strength,
                 )
             )
-
-        if context.trading_state is TradingState.HALTED:
-            found.append(_halted(context))
 
         open_count = len(context.open_orders)
         if s.max_open_orders_per_symbol is not None and open_count >= s.max_open_orders_per_symbol:
@@ -260,10 +251,6 @@ class RiskPlugin:
         * ``MAX_GROSS_EXPOSURE`` — the sum of |position| values over all symbols, with this
           symbol's position replaced by the position after the order, is above
           ``max_gross_exposure``. Orders that shrink |position| always pass.
-        * ``REDUCING_ONLY`` — trading is in the ``reducing`` state and the order does not
-          shrink an existing position (or would flip it through zero).
-        * ``TRADING_HALTED`` — trading is halted (re-checked here because the state may have
-          changed since the signal was checked).
         """
         s = self.settings
         found: list[Rejection] = []
@@ -324,43 +311,7 @@ class RiskPlugin:
                     )
                 )
 
-        if context.trading_state is TradingState.REDUCING:
-            reduces_without_flip = (
-                current != 0 and order.side.sign != _sign(current) and order.qty <= abs(current)
-            )
-            if not reduces_without_flip:
-                found.append(
-                    _reject(
-                        "REDUCING_ONLY",
-                        "trading is in the reducing state: only orders that shrink the "
-                        f"{order.symbol} position without reversing it are allowed",
-                        position_size=current,
-                        side=order.side.value,
-                        qty=order.qty,
-                    )
-                )
-        elif context.trading_state is TradingState.HALTED:
-            found.append(_halted(context))
-
         return found
-
-
-def _halted(context: DecisionContext) -> Rejection:
-    return _reject(
-        "TRADING_HALTED",
-        "trading is halted",
-        trading_state=context.trading_state.value,
-    )
-
-
-def _seconds(delta: timedelta) -> Decimal:
-    # From the timedelta's integer parts, so no float is involved.
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return Decimal(micros) / Decimal(1_000_000)
-
-
-def _sign(value: Decimal) -> int:
-    return 1 if value > 0 else -1 if value < 0 else 0
 
 
 def _gross_after(context: DecisionContext, symbol: str, after_notional: Decimal) -> Decimal:

@@ -26,7 +26,7 @@ def test_env_values_and_builtin_expansion() -> None:
             "OM_DATABASE_URL": "postgresql+asyncpg://om:pw@db:5432/om",
             "OM_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/",
             "OM_PLUGINS": "builtin, my_risk",
-            "OM_API_KEYS": "k-trade-1:trade,sha256:" + "ab" * 32 + ":read,plainkey",
+            "OM_API_KEYS": "k-trade-1-0123456:trade,sha256:" + "ab" * 32 + ":read,plain-0123456789",
             "OM_LOG_FORMAT": "json",
         }
     )

@@ -29,14 +29,14 @@ def test_every_secret_setting_has_a_file_variant(tmp_path: Path) -> None:
     env = {
         "OM_DATABASE_URL_FILE": secret(tmp_path, "db", "postgresql+asyncpg://om:pw@db/om\n"),
         "OM_BROKER_URL_FILE": secret(tmp_path, "mq", "amqp://om:pw2@mq:5672/\r\n"),
-        "OM_API_KEYS_FILE": secret(tmp_path, "keys", "k-one:trade,k-two\n"),
+        "OM_API_KEYS_FILE": secret(tmp_path, "keys", "k-one-0123456789:trade,k-two-0123456789\n"),
     }
     s = load_settings(env=env)
     assert s.database_url == "postgresql+asyncpg://om:pw@db/om"  # final line break dropped
     assert s.broker_url == "amqp://om:pw2@mq:5672/"
     assert [(k.secret.get_secret_value(), k.scope) for k in s.api_keys] == [
-        ("k-one", "trade"),
-        ("k-two", "read"),
+        ("k-one-0123456789", "trade"),
+        ("k-two-0123456789", "read"),
     ]
     # The file names are consumed, not kept next to the values.
     assert s.database_url_file is None

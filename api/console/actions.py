@@ -85,7 +85,13 @@ async def cancel(request: Request, session: Trader, order_id: str) -> HTMLRespon
         "message.html",
         202,
         kind="ok",
-        text=f"Cancel of order #{order.id} sent; its new status arrives from the exchange.",
+        text=(
+            f"Cancel of order #{order.id} already requested (request "
+            f"#{order.cancel_request.id}, {order.cancel_request.state}); not sent again."
+            if order.duplicate
+            else f"Cancel of order #{order.id} sent (request #{order.cancel_request.id}); "
+            "its new status arrives from the exchange."
+        ),
         code="",
     )
 

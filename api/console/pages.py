@@ -23,7 +23,7 @@ from api.routes import signals as signal_routes
 from api.routes.dead_letters import QueueName
 from api.routes.plugins import plugin_list
 from om_core import trading_state
-from om_core.db.models import Fill
+from om_core.db.models import Fill, SignalRecord
 from om_core.dead_letters import DeadLetterState
 from om_core.messaging.base import dlq_name
 from om_core.messaging.topology import CONSUMED_QUEUES
@@ -68,7 +68,10 @@ def signal_view(item: Any) -> dict[str, Any]:
         if isinstance(item, dict)
         else lambda name, default=None: getattr(item, name, default)
     )
-    reasons = get("reasons") or []
+    # A stored row's reasons are served defensively, like the API's (api.stored).
+    reasons: list[Any] = (
+        order_routes.reasons_out(item) if isinstance(item, SignalRecord) else get("reasons") or []
+    )
     return {
         "key": _dom_key(str(get("signal_id"))),
         "signal_id": get("signal_id"),

@@ -22,6 +22,7 @@ from api.pagination import (
     next_cursor,
 )
 from api.schemas import described_errors, error_example, error_responses
+from api.stored import safe_mapping
 from om_core.db.models import DeadLetterRecord
 from om_core.dead_letters import DeadLetterConflict, DeadLetterNotFound, DeadLetterState
 from om_core.messaging.base import PublishError
@@ -116,7 +117,7 @@ def _fields(row: DeadLetterRecord) -> dict[str, Any]:
         "message_type": row.message_type,
         "correlation_id": row.correlation_id,
         "content_type": row.content_type,
-        "headers": row.headers if isinstance(row.headers, dict) else {},
+        "headers": safe_mapping(row.headers, max_bytes=16 * 1024).value,
         "reason": row.reason,
         "delivery_count": row.delivery_count,
         "body_preview": bytes(row.body[: PREVIEW_CHARS * 4]).decode("utf-8", "replace")[
@@ -202,7 +203,7 @@ async def list_dead_letters(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> DeadLetterPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(DeadLetterRecord.created_at), col(DeadLetterRecord.id), position)
     if state:
         where.append(col(DeadLetterRecord.state).in_([s.value for s in state]))

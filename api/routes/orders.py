@@ -22,6 +22,7 @@ from api.pagination import (
     next_cursor,
 )
 from api.schemas import (
+    CancelOut,
     FillOut,
     OrderDetail,
     OrderOut,
@@ -31,14 +32,16 @@ from api.schemas import (
     StatusChangeOut,
     error_responses,
 )
+from api.stored import clean_text, safe_json, safe_mapping
 from om_core.db.models import Fill, Order, OrderStatusChange, SignalRecord
 from om_core.db.session import AsyncSession
-from om_core.events.payloads import decimal_str, order_payload
-from om_core.orders.status import TERMINAL, OrderStatus
+from om_core.events.payloads import cancel_payload, decimal_str, order_payload
+from om_core.orders.cancel import OrderNotOpen
+from om_core.orders.status import OrderStatus
 from om_plugins.errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, OutcomeUnknown
 from om_plugins.types import Category, Side
 
-__all__ = ["find_order", "order_out", "router"]
+__all__ = ["find_order", "order_out", "payload_fields", "reasons_out", "router"]
 
 log = logging.getLogger("api.orders")
 
@@ -134,7 +137,7 @@ async def list_orders(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> OrderPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(Order.created_at), col(Order.id), position)
     if symbol is not None:
         where.append(col(Order.symbol) == symbol.upper())
@@ -216,27 +219,43 @@ async def get_order(_key: ReadKey, session: SessionDep, order_ref: OrderRef) -> 
     )
 
 
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    served: str = safe_json(str(value), max_bytes=4096).value
+    return served
+
+
 def reasons_out(record: SignalRecord) -> list[RejectionReason]:
+    """The stored rejection reasons, served defensively (see :mod:`api.stored`)."""
+    stored = record.reasons if isinstance(record.reasons, list) else []
     out = []
-    for reason in record.reasons or []:
-        details = reason.get("details")
+    for reason in stored[:100]:
+        if not isinstance(reason, dict):
+            continue
         out.append(
             RejectionReason(
-                plugin=reason.get("plugin"),
-                code=reason.get("code"),
-                message=reason.get("message"),
-                details=details if isinstance(details, dict) else {},
+                plugin=_text_or_none(reason.get("plugin")),
+                code=_text_or_none(reason.get("code")),
+                message=_text_or_none(reason.get("message")),
+                details=safe_mapping(reason.get("details"), max_bytes=16 * 1024).value,
             )
         )
     return out
 
 
+def payload_fields(record: SignalRecord) -> dict[str, Any]:
+    """``payload`` and ``payload_truncated`` of a stored signal, served defensively."""
+    served = safe_mapping(record.payload)
+    return {"payload": served.value, "payload_truncated": served.truncated}
+
+
 def signal_summary(record: SignalRecord) -> SignalSummary:
     return SignalSummary(
-        signal_id=record.signal_id,
+        signal_id=clean_text(record.signal_id),
         status=record.status,
         reasons=reasons_out(record),
-        payload=record.payload if isinstance(record.payload, dict) else {},
+        **payload_fields(record),
     )
 
 
@@ -313,55 +332,67 @@ async def preview_order(_key: TradeKey, service: ServiceDep, request: Request) -
     "/orders/{order_ref}/cancel",
     status_code=202,
     summary="Ask the exchange to cancel an open order",
-    description="Answers 202 once the exchange accepted the cancel request, with the order as "
-    "stored now; its new status (`cancelled`, or `filled` if it filled first) arrives "
-    "through the exchange's order stream and the `order.cancelled` event.",
+    description="Records a cancel request (who asked, when; event `order.cancel_requested`), "
+    "asks the exchange and records its answer (`order.cancel_accepted` or "
+    "`order.cancel_failed`). Answers 202 once the exchange accepted, with the order as stored "
+    "now and the request; its new status (`cancelled`, or `filled` if it filled first) "
+    "arrives through the exchange's order stream and the `order.cancelled` event. Idempotent: "
+    "while a request for the order is pending or accepted, another cancel returns it "
+    "(`duplicate`: true) without asking the exchange again. A final order is 409 "
+    "`order_not_open`; an exchange refusal 409 `exchange_rejected` with its neutral "
+    "`reject_code` and its own `exchange_code`.",
     responses=error_responses(403, 404, 409, 422, 502, 503),
 )
-async def cancel_order(key: TradeKey, service: ServiceDep, order_ref: OrderRef) -> OrderOut:
-    # The session is closed before the exchange call: no transaction waits on the exchange.
+async def cancel_order(key: TradeKey, service: ServiceDep, order_ref: OrderRef) -> CancelOut:
     async with service.sessions() as session:
         order = await find_order(session, order_ref)
-    if order is None:
+    if order is None or order.id is None:
         raise _not_found(order_ref)
-    if order.status in TERMINAL:
+    try:
+        outcome = await service.cancels.cancel(order.id, key.actor)
+    except LookupError:
+        raise _not_found(order_ref) from None
+    except OrderNotOpen as exc:
+        details: dict[str, Any] = {"status": exc.order.status}
+        if exc.last is not None:
+            details["cancel_request_id"] = exc.last.id
+        raise ApiError(409, "order_not_open", f"{exc}", details) from None
+    request = outcome.request
+    error = outcome.error
+    details = {"exchange_code": request.exchange_code or "", "cancel_request_id": request.id}
+    if isinstance(error, ExchangeRejected):
         raise ApiError(
             409,
-            "order_not_open",
-            f"order {order.id} is {order.status}: it cannot be cancelled",
-            {"status": order.status},
-        )
-    log.info("cancel of order %s (%s) requested by %s", order.id, order.symbol, key.actor)
-    try:
-        await service.exchange.cancel_order(
-            Category(order.category), order.symbol, order.client_order_id
-        )
-    except ExchangeRejected as exc:
-        raise ApiError(
-            409, "exchange_rejected", exc.message or str(exc), {"exchange_code": exc.code}
+            "exchange_rejected",
+            request.message or str(error),
+            {**details, "reject_code": request.reject_code},
         ) from None
-    except ExchangeUnavailable as exc:
+    if isinstance(error, ExchangeUnavailable):
         headers = None
-        if exc.retry_after is not None:
-            headers = {"Retry-After": str(max(int(exc.retry_after + 0.999), 1))}
+        if error.retry_after is not None:
+            headers = {"Retry-After": str(max(int(error.retry_after + 0.999), 1))}
         raise ApiError(
             503,
             "exchange_unavailable",
-            f"the exchange could not be reached: {exc.message or exc}",
-            {"exchange_code": exc.code},
+            f"the exchange could not be reached: {request.message or error}",
+            details,
             headers=headers,
         ) from None
-    except OutcomeUnknown as exc:
+    if isinstance(error, ExchangeError) and not isinstance(error, OutcomeUnknown):
+        log.warning("cancel of order %s failed: %s", order.id, error)
+        raise ApiError(502, "exchange_error", request.message or str(error), details) from None
+    if error is not None:
         raise ApiError(
             503,
             "exchange_outcome_unknown",
             "the exchange's answer was lost; the order may or may not be cancelled: "
-            f"check it before retrying ({exc.message or exc})",
-            {"exchange_code": exc.code},
+            f"check it before retrying ({request.message or error})",
+            details,
         ) from None
-    except ExchangeError as exc:
-        log.warning("cancel of order %s failed: %s", order.id, exc)
-        raise ApiError(
-            502, "exchange_error", exc.message or str(exc), {"exchange_code": exc.code}
-        ) from None
-    return order_out(order)
+    return CancelOut.model_validate(
+        {
+            **_order_fields(outcome.order),
+            "cancel_request": cancel_payload(request),
+            "duplicate": outcome.duplicate,
+        }
+    )

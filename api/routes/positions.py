@@ -131,7 +131,7 @@ async def list_snapshots(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> SnapshotPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(PositionSnapshot.created_at), col(PositionSnapshot.id), position)
     where.append(col(PositionSnapshot.symbol) == symbol.upper())
     where.append(col(PositionSnapshot.category) == category.value)

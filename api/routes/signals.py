@@ -21,7 +21,7 @@ from api.pagination import (
     encode_cursor,
     keyset,
 )
-from api.routes.orders import FilterText, order_out, reasons_out
+from api.routes.orders import FilterText, order_out, payload_fields, reasons_out
 from api.schemas import (
     SignalItem,
     SignalOut,
@@ -127,7 +127,7 @@ def _item_fields(record: SignalRecord) -> dict[str, Any]:
         "side": record.side,
         "category": record.category,
         "reasons": reasons_out(record),
-        "payload": record.payload if isinstance(record.payload, dict) else {},
+        **payload_fields(record),
         "signal_created_at": record.signal_created_at,
         "received_at": record.received_at,
         "updated_at": record.updated_at,
@@ -260,7 +260,7 @@ async def list_signals(
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_LIMIT,
 ) -> SignalPage:
-    position = decode_cursor(CURSOR_KIND, cursor) if cursor is not None else None
+    position = decode_cursor(CURSOR_KIND, cursor) if cursor else None  # `cursor=`: none
     where, order_by = keyset(col(SignalRecord.received_at), col(SignalRecord.id), position)
     if status:
         where.append(col(SignalRecord.status).in_([s.value for s in status]))

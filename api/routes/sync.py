@@ -37,6 +37,7 @@ class SyncReport(BaseModel):
                     "orders_imported": 0,
                     "positions_checked": 2,
                     "positions_corrected": 0,
+                    "positions_deferred": 0,
                     "drifts": [
                         {
                             "kind": "order",
@@ -58,6 +59,9 @@ class SyncReport(BaseModel):
     orders_imported: int
     positions_checked: int
     positions_corrected: int
+    #: Positions not compared this time: a fill reached the book after the exchange's
+    #: listing, so the listing is older than the book (the next run compares again).
+    positions_deferred: int = 0
     drifts: list[DriftOut]
     errors: list[str]
 
@@ -70,7 +74,9 @@ class SyncReport(BaseModel):
     "we do not know are imported as external orders; positions are compared and corrected. "
     "Corrections publish the same events the order stream would. `dry_run=true` reports "
     "the drift without changing anything (positions are compared as the database stands, "
-    "before the order corrections a real run would apply).",
+    "before the order corrections a real run would apply). A position whose book holds a "
+    "fill executed after the exchange's listing is not corrected but counted in "
+    "`positions_deferred`: the listing is older than the book.",
     responses=error_responses(403, 422),
 )
 async def sync(

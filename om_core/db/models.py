@@ -12,6 +12,7 @@ from sqlmodel import Field, SQLModel
 from om_core.db.types import DecimalType, UTCDateTime, utcnow
 
 __all__ = [
+    "CancelRequest",
     "DeadLetterRecord",
     "Fill",
     "Order",
@@ -377,6 +378,31 @@ class DeadLetterRecord(SQLModel, table=True):
     resolved_at: datetime | None = _ts(nullable=True)
     #: When it was dead-lettered.
     created_at: datetime = _ts()
+
+
+class CancelRequest(SQLModel, table=True):
+    """A request to cancel an order, recorded before the exchange is asked (see
+    :mod:`om_core.orders.cancel`): who asked, when, and what the exchange answered.
+
+    ``state`` is ``pending`` while the exchange is being asked, then ``accepted``,
+    ``rejected`` (the exchange refused: ``reject_code`` neutral, ``exchange_code`` its own),
+    ``unavailable`` (certainly not sent) or ``unknown`` (the answer was lost).
+    """
+
+    __tablename__ = "cancel_requests"
+    __table_args__ = (sa.Index("ix_cancel_requests_order_id", "order_id", "id"),)
+
+    id: int | None = _pk()
+    order_id: int = Field(sa_column=sa.Column(BigIntPK, sa.ForeignKey("orders.id"), nullable=False))
+    client_order_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False))
+    state: str = Field(max_length=16)
+    #: Who asked: an API key's fingerprint (``api-key:3f2a9c1e``) or a console user, never a key.
+    requested_by: str = Field(max_length=64)
+    reject_code: str | None = Field(default=None, max_length=32)
+    exchange_code: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    requested_at: datetime = _ts()
+    completed_at: datetime | None = _ts(nullable=True)
 
 
 def table(model: type[SQLModel]) -> sa.Table:

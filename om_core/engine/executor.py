@@ -8,7 +8,10 @@ The rules (see ``docs/exactly-once.md``):
 * an ambiguous outcome becomes ``submit_unknown`` and is resolved by looking the order up by
   client id; only after repeated definitive "not found" answers, past the exchange's resend
   guard window, is it sent again, with the same client id;
-* a definitive rejection is stored with the exchange's code and message and published.
+* a definitive rejection is stored with the exchange's code and message and published;
+* sending again (after "certainly not sent", or a resend after lookups) is a new placement:
+  the trading state as it is then decides (:mod:`om_core.engine.guard`) — nothing while
+  halted, only what shrinks the position while reducing. Lookups are never blocked.
 """
 
 from __future__ import annotations
@@ -17,22 +20,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
+from decimal import Decimal
 from typing import TypeVar
 
 from sqlmodel import col, select
 
 from om_core import faults, metrics
 from om_core.db.models import Order, SignalRecord
+from om_core.db.models import Position as PositionRow
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
+from om_core.engine import guard
+from om_core.engine.context import open_order
 from om_core.engine.pause import ExchangePause
 from om_core.events.outbox import add_event
 from om_core.events.payloads import EventType, new_event, order_payload
 from om_core.orders.lifecycle import accept_orders, mark_accepted, settle_signal
 from om_core.orders.rows import Intent
-from om_core.orders.status import IN_DOUBT, OrderStatus
-from om_core.trading_state import set_state
+from om_core.orders.status import IN_DOUBT, TERMINAL, OrderStatus
+from om_core.signals.contract import signal_born, stale_rejection
+from om_core.trading_state import current_state, set_state
 from om_plugins.errors import (
     DuplicateClientOrderId,
     ExchangeAuthError,
@@ -42,7 +50,16 @@ from om_plugins.errors import (
 )
 from om_plugins.exchange import ExchangeAdapter, OrderRequest, PlacedOrder
 from om_plugins.reports import OrderReport, ReasonCode
-from om_plugins.types import Category, OrderType, Side, TimeInForce, TradingState
+from om_plugins.types import (
+    Category,
+    OrderType,
+    Position,
+    PositionMode,
+    Rejection,
+    Side,
+    TimeInForce,
+    TradingState,
+)
 
 __all__ = ["OrderExecutor", "request_for"]
 
@@ -169,6 +186,12 @@ class OrderExecutor:
             if await self._stale(order):
                 await self._expire(order_id, "SIGNAL_STALE", "signal too old to place")
                 return None
+            # The exchange certainly does not have it: sending it is a new placement, so the
+            # trading state as it is now decides, not as it was when the order was decided.
+            refused = await self._refused(order)
+            if refused is not None:
+                await self._expire(order_id, refused.code, refused.message)
+                return None
             await self._mark_attempt(order_id)
             answer = await self._attempt(order, delay)
             if answer is _AGAIN:
@@ -280,8 +303,60 @@ class OrderExecutor:
             ).one_or_none()
         if signal is None:
             return False
-        born = signal.signal_created_at or signal.received_at
-        return _age(born) > self._max_age
+        born = signal_born(signal.signal_created_at, sent_at=None, received_at=signal.received_at)
+        return stale_rejection(born, utcnow(), max_age=self._max_age) is not None
+
+    async def _refused(self, order: Order) -> Rejection | None:
+        """Why ``order`` may not be sent (again) in the trading state as it is now: halted
+        sends nothing; reducing only what shrinks the position in the book now."""
+        async with self._factory() as session:
+            conn = await session.connection()
+            state = await current_state(conn)
+            if state is TradingState.ACTIVE:
+                return None
+            if state is TradingState.HALTED:
+                return guard.halted(state)
+            request = request_for(order)
+            rows = (
+                await session.exec(
+                    select(PositionRow).where(
+                        col(PositionRow.symbol) == order.symbol,
+                        col(PositionRow.category) == order.category,
+                    )
+                )
+            ).all()
+            others = (
+                await session.exec(
+                    select(Order).where(
+                        col(Order.symbol) == order.symbol,
+                        col(Order.category) == order.category,
+                        col(Order.status).not_in([s.value for s in TERMINAL]),
+                        col(Order.id) != order.id,
+                    )
+                )
+            ).all()
+        positions = [
+            Position(
+                category=request.category,
+                symbol=order.symbol,
+                size=row.size,
+                position_idx=row.position_idx,
+            )
+            for row in rows
+        ]
+        mode = PositionMode.ONE_WAY if order.position_idx == 0 else PositionMode.HEDGE
+        reduces, size, working = guard.reduces_position(
+            request,
+            mode=mode,
+            position=Position(
+                category=request.category,
+                symbol=order.symbol,
+                size=sum((p.size for p in positions), Decimal(0)),
+            ),
+            positions=positions,
+            open_orders=[open_order(o) for o in others],
+        )
+        return None if reduces else guard.reducing_only(request, state, size, working)
 
     async def _mark_attempt(self, order_id: int) -> None:
         async with self._factory() as session, session.begin():
@@ -403,7 +478,3 @@ async def _timed(endpoint: str, call: Awaitable[T]) -> T:
 
 def _since(started: float) -> float:
     return time.perf_counter() - started
-
-
-def _age(born: datetime) -> timedelta:
-    return utcnow() - born

@@ -23,6 +23,7 @@ from om_core.db.locks import locked_transaction, symbol_lock_key
 from om_core.db.models import Order, SignalRecord
 from om_core.db.session import AsyncSession, SessionFactory
 from om_core.db.types import utcnow
+from om_core.engine import guard
 from om_core.engine.context import ContextBuilder, DatabaseState, MarketData, open_order
 from om_core.engine.decisions import DecisionThreads
 from om_core.engine.executor import OrderExecutor
@@ -382,7 +383,11 @@ class SignalProcessor:
         Synchronous plugin code: the service calls it through :attr:`decisions`, off the
         event loop.
         """
-        reasons = self._hooks.check_signal(signal, ctx)
+        # The engine's own checks first, from the state as read for this decision (captured
+        # before any plugin code runs); plugins' reasons are added, never subtracted.
+        state, mode, position = ctx.trading_state, ctx.position_mode, ctx.position
+        positions, open_orders = ctx.positions, ctx.open_orders
+        reasons = guard.check_state(state) + self._hooks.check_signal(signal, ctx)
         if reasons:
             return reasons
         chosen_type = self._hooks.choose_order_type(signal, ctx)
@@ -414,7 +419,17 @@ class SignalProcessor:
         problems = _sanity(proposed, ctx, chosen_type, quantity)
         if problems:
             return problems
-        return self._hooks.check_order(proposed, signal, ctx) or proposed
+        guarded = guard.check_order(
+            proposed,
+            state=state,
+            mode=mode,
+            position=position,
+            positions=positions,
+            open_orders=open_orders,
+        )
+        if isinstance(guarded, list):
+            return guarded + self._hooks.check_order(proposed, signal, ctx)
+        return self._hooks.check_order(guarded, signal, ctx) or guarded
 
     def _intent(self, order: ProposedOrder, signal: Signal, now: datetime) -> Intent:
         return Intent(

@@ -13,13 +13,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from om_core.db.models import Order, Position
+from om_core.db.models import CancelRequest, Order, Position
 from om_core.db.types import strip_zeros, utcnow
 from om_plugins.types import Rejection
 
 __all__ = [
+    "CANCEL_EVENTS",
     "SCHEMA_VERSION",
     "EventType",
+    "cancel_payload",
     "decimal_str",
     "dumps",
     "new_event",
@@ -38,9 +40,22 @@ class EventType(StrEnum):
     ORDER_FILLED = "order.filled"
     ORDER_CANCELLED = "order.cancelled"
     ORDER_REJECTED = "order.rejected"
+    ORDER_CANCEL_REQUESTED = "order.cancel_requested"
+    ORDER_CANCEL_ACCEPTED = "order.cancel_accepted"
+    ORDER_CANCEL_FAILED = "order.cancel_failed"
     POSITION_CORRECTED = "position.corrected"
     SIGNAL_REJECTED = "signal.rejected"
     TRADING_STATE_CHANGED = "trading_state.changed"
+
+
+#: Events about a cancel request, each with its ``cancel`` object.
+CANCEL_EVENTS = frozenset(
+    {
+        EventType.ORDER_CANCEL_REQUESTED,
+        EventType.ORDER_CANCEL_ACCEPTED,
+        EventType.ORDER_CANCEL_FAILED,
+    }
+)
 
 
 def decimal_str(value: Decimal | None) -> str | None:
@@ -117,6 +132,20 @@ def trading_state_payload(
     }
 
 
+def cancel_payload(request: CancelRequest) -> dict[str, Any]:
+    """The ``cancel`` object of the ``order.cancel_*`` events."""
+    return {
+        "id": request.id,
+        "state": request.state,
+        "requested_by": request.requested_by,
+        "requested_at": _ts(request.requested_at),
+        "completed_at": _ts(request.completed_at),
+        "reject_code": request.reject_code,
+        "exchange_code": request.exchange_code,
+        "message": request.message,
+    }
+
+
 def reasons_payload(reasons: Iterable[Rejection]) -> list[dict[str, Any]]:
     return [
         {"plugin": r.plugin, "code": r.code, "message": r.message, "details": dict(r.details)}
@@ -134,6 +163,7 @@ def new_event(
     reasons: list[dict[str, Any]] | None = None,
     trading_state: Mapping[str, Any] | None = None,
     correction: Mapping[str, Any] | None = None,
+    cancel: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
@@ -151,6 +181,8 @@ def new_event(
         event["trading_state"] = dict(trading_state or {})
     if event_type is EventType.POSITION_CORRECTED:
         event["correction"] = dict(correction or {})
+    if event_type in CANCEL_EVENTS:
+        event["cancel"] = dict(cancel or {})
     return event
 
 

@@ -10,7 +10,9 @@ The acknowledgement policy lives here, in one place, and both implementations ho
   after ``delivery_limit`` deliveries it is dead-lettered instead (never requeued forever).
 
 Transient failures that should not burn deliveries (database down, exchange unavailable) are
-the handler's to retry while it holds the message.
+the handler's to retry while it holds the message, for a bounded time; every other failure of
+one message is the handler's to turn into :class:`DeadLetter` at once (the classification
+is :mod:`om_core.failures`).
 
 Delivery is at-least-once: a message can reach a handler again after its handler finished
 (the acknowledgement was lost with the connection, or a consumer stopped past its grace), so
@@ -41,7 +43,9 @@ import abc
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +55,7 @@ __all__ = [
     "ERROR_HEADER",
     "ORIGINAL_QUEUE_HEADER",
     "Consumer",
+    "ConsumerActivity",
     "DeadLetter",
     "DeadLetterSink",
     "DeadLettered",
@@ -144,13 +149,89 @@ class Verdict:
 _MAX_REASON = 1000
 
 
-async def judge(handler: Handler, message: Message, *, queue: str, delivery_limit: int) -> Verdict:
+class ConsumerActivity:
+    """What this process's consumers hold, per queue: deliveries in progress (delivered, not
+    yet settled) and messages waiting to retry a transient failure, each since when.
+
+    In-process only: the broker's own count of unacknowledged messages needs its management
+    API, and ``message_count`` (``om_consumer_lag_messages``) counts only messages *ready* for
+    delivery. This is the unacknowledged view (``om_consumer_unacked_messages``,
+    ``om_consumer_oldest_unacked_age_seconds``, ``om_consumer_messages_in_retry``; ``/ready``).
+    """
+
+    def __init__(self) -> None:
+        self._deliveries: dict[str, dict[int, float]] = {}
+        self._retries: dict[str, dict[int, tuple[float, int]]] = {}
+        self._next = 0
+
+    @contextmanager
+    def delivery(self, queue: str) -> Iterator[None]:
+        """One message of ``queue`` is delivered and unsettled while the block runs."""
+        self._next += 1
+        key, entries = self._next, self._deliveries.setdefault(queue, {})
+        entries[key] = time.monotonic()
+        try:
+            yield
+        finally:
+            entries.pop(key, None)
+
+    @contextmanager
+    def retrying(self, queue: str, count: int = 1) -> Iterator[None]:
+        """``count`` messages of ``queue`` wait to retry while the block runs."""
+        self._next += 1
+        key, entries = self._next, self._retries.setdefault(queue, {})
+        entries[key] = (time.monotonic(), count)
+        try:
+            yield
+        finally:
+            entries.pop(key, None)
+
+    def queues(self) -> list[str]:
+        """Every queue seen so far (its series stay, at 0 when idle)."""
+        return sorted(set(self._deliveries) | set(self._retries))
+
+    def unacked(self, queue: str) -> int:
+        return len(self._deliveries.get(queue, {}))
+
+    def oldest_unacked_age(self, queue: str) -> float:
+        """Seconds since the oldest unsettled delivery of ``queue`` arrived; 0 when none."""
+        return _age(self._deliveries.get(queue, {}).values())
+
+    def in_retry(self, queue: str) -> int:
+        return sum(n for _, n in self._retries.get(queue, {}).values())
+
+    def oldest_retry_age(self, queue: str) -> float:
+        """Seconds the longest retry in progress on ``queue`` has lasted; 0 when none."""
+        return _age(start for start, _ in self._retries.get(queue, {}).values())
+
+
+def _age(starts: Iterable[float]) -> float:
+    first = min(starts, default=None)
+    return 0.0 if first is None else max(time.monotonic() - first, 0.0)
+
+
+async def judge(
+    handler: Handler,
+    message: Message,
+    *,
+    queue: str,
+    delivery_limit: int,
+    activity: ConsumerActivity | None = None,
+) -> Verdict:
     """Run ``handler`` on ``message`` and decide its fate by the policy above.
 
     Both buses call this and only carry the verdict out. Cancelling the task running it
     propagates: a handler that did not finish leaves its message unsettled, so the broker
     delivers it again. A ``CancelledError`` the handler raises on its own is a failure.
+    While the handler runs, the delivery counts in ``activity``.
     """
+    if activity is None:
+        return await _judge(handler, message, queue=queue, delivery_limit=delivery_limit)
+    with activity.delivery(queue):
+        return await _judge(handler, message, queue=queue, delivery_limit=delivery_limit)
+
+
+async def _judge(handler: Handler, message: Message, *, queue: str, delivery_limit: int) -> Verdict:
     try:
         await handler(message)
     except DeadLetter as exc:
@@ -206,6 +287,15 @@ class MessageBus(abc.ABC):
     #: and before the original is acknowledged. A sink that fails or takes longer than
     #: :data:`SINK_TIMEOUT` is logged and changes nothing: the copy in ``<queue>.dlq`` stays.
     dead_letter_sink: DeadLetterSink | None = None
+    _activity: ConsumerActivity | None = None
+
+    @property
+    def activity(self) -> ConsumerActivity:
+        """Deliveries and retries in progress on this bus's consumers (see
+        :class:`ConsumerActivity`)."""
+        if self._activity is None:
+            self._activity = ConsumerActivity()
+        return self._activity
 
     async def _sink_dead_letter(self, queue: str, message: Message, reason: str) -> None:
         sink = self.dead_letter_sink

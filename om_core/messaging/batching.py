@@ -7,6 +7,11 @@ Each message still gets its own outcome, so the acknowledgement policy is unchan
 batch function returns, per message, ``None`` (acknowledge) or the exception its handler
 would have raised (dead-letter or redeliver it).
 
+A batch function that fails as a whole (a bug: the consumers' batch functions isolate their
+messages themselves) is called again with each message alone (:func:`isolate`), so messages
+that shared a batch with a poison one are still processed; a message that fails alone is
+dead-lettered unless its failure is transient (:mod:`om_core.failures`).
+
 Nothing waits to fill a batch: a message that arrives alone is processed alone, at once.
 Batches grow only while the batches in progress (``concurrency`` of them) keep every worker
 busy, that is, under load — the same trade a database makes with group commit.
@@ -18,14 +23,57 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from om_core.failures import dead_letter, is_transient
 from om_core.messaging.base import Message
 
-__all__ = ["BatchFunction", "Batcher"]
+__all__ = ["BatchFunction", "Batcher", "isolate", "run_batch"]
 
 log = logging.getLogger(__name__)
 
 #: Takes the messages of one batch; returns one outcome per message, in the same order.
 BatchFunction = Callable[[Sequence[Message]], Awaitable[Sequence[BaseException | None]]]
+
+
+async def run_batch(
+    process: BatchFunction, messages: Sequence[Message], *, name: str
+) -> Sequence[BaseException | None]:
+    """``process(messages)``; when it fails as a whole, each message alone (:func:`isolate`).
+
+    Cancellation propagates.
+    """
+    try:
+        outcomes = await process(messages)
+        if len(outcomes) != len(messages):
+            raise RuntimeError(
+                f"batch function returned {len(outcomes)} outcomes for {len(messages)}"
+            )
+        return outcomes
+    except Exception as exc:
+        if len(messages) == 1:
+            return [_outcome(exc, name)]
+        log.exception(
+            "%s batch of %d failed; processing its messages one by one", name, len(messages)
+        )
+        return await isolate(process, messages, name=name)
+
+
+async def isolate(
+    process: BatchFunction, messages: Sequence[Message], *, name: str
+) -> list[BaseException | None]:
+    """Each of ``messages`` processed alone: one outcome each, whatever the others do."""
+    outcomes: list[BaseException | None] = []
+    for message in messages:
+        try:
+            (outcome,) = await process([message])
+        except Exception as exc:
+            outcome = _outcome(exc, name)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _outcome(exc: Exception, name: str) -> BaseException:
+    """A transient failure returns the message to its queue; any other dead-letters it."""
+    return exc if is_transient(exc) else dead_letter(exc, f"{name}: processing the message")
 
 
 class Batcher:
@@ -72,19 +120,13 @@ class Batcher:
 
     async def _run(self, batch: list[tuple[Message, asyncio.Future[BaseException | None]]]) -> None:
         try:
-            outcomes = await self._process([message for message, _ in batch])
-            if len(outcomes) != len(batch):
-                raise RuntimeError(
-                    f"batch function returned {len(outcomes)} outcomes for {len(batch)}"
-                )
+            outcomes = await run_batch(
+                self._process, [message for message, _ in batch], name=self._name
+            )
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
             raise
-        except Exception as exc:
-            # A bug in the batch function: every message of the batch is redelivered.
-            log.exception("%s batch of %d failed", self._name, len(batch))
-            outcomes = [exc] * len(batch)
         for (_, future), result in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(result)

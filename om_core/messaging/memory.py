@@ -241,6 +241,7 @@ class _MemoryConsumer(Consumer):
                 envelope.deliver(),
                 queue=queue,
                 delivery_limit=self._bus.delivery_limit,
+                activity=self._bus.activity,
             )
         )
         self._handlers.add(verdict_task)

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from om_core.messaging.base import Message
-from om_core.messaging.batching import BatchFunction
+from om_core.messaging.batching import BatchFunction, run_batch
 
 __all__ = ["PartitionBatcher"]
 
@@ -105,18 +105,14 @@ class PartitionBatcher:
 
     async def _run(self, batch: list[_Entry]) -> None:
         try:
-            outcomes = await self._process([message for _, message, _ in batch])
-            if len(outcomes) != len(batch):
-                raise RuntimeError(
-                    f"batch function returned {len(outcomes)} outcomes for {len(batch)}"
-                )
+            # A batch that fails as a whole is processed again message by message.
+            outcomes = await run_batch(
+                self._process, [message for _, message, _ in batch], name=self._name
+            )
         except asyncio.CancelledError:
             for _, _, outcome in batch:
                 outcome.cancel()
             raise
-        except Exception as exc:
-            log.exception("%s batch of %d failed", self._name, len(batch))
-            outcomes = [exc] * len(batch)
         for (_, _, outcome), result in zip(batch, outcomes, strict=True):
             if not outcome.done():
                 outcome.set_result(result)

@@ -124,7 +124,9 @@ def _by_symbol(data: Any, *, depth: int) -> dict[str, Any] | None:
         return dict(out) or None
     if not isinstance(data, Mapping):
         return None
-    if "data" in data and "orderStatus" not in data and "execId" not in data:
+    # An envelope carries its records under "data" and names no symbol itself; a record that
+    # happens to have a "data" field names its symbol and is routed whole.
+    if "data" in data and "symbol" not in data:
         inner = _by_symbol(data["data"], depth=depth + 1)
         if inner is None:
             return None

@@ -535,6 +535,7 @@ class _RabbitConsumer(Consumer):
                 message,
                 queue=self._queue,
                 delivery_limit=self._bus.delivery_limit,
+                activity=self._bus.activity,
             )
         )
         self._handlers.add(verdict_task)

@@ -12,7 +12,10 @@ exchange adapter trades (``ExchangeAdapter.categories``):
    (``list_executions``) and applied: they replace the inferred fills;
 3. open orders on the exchange that we do not know are imported as external orders;
 4. positions are compared (``list_positions``) and, where the size drifted, set to the
-   exchange's figures, with a ``sync`` snapshot and a ``position.corrected`` event.
+   exchange's figures, with a ``sync`` snapshot and a ``position.corrected`` event — unless
+   the book holds a fill executed after the exchange's figures (a listing taken before a
+   fill the stream has delivered since): setting those would undo the fill for good, so the
+   position waits for the next run.
 
 ``dry_run`` does all of it inside transactions that are rolled back, and reports the drift.
 """
@@ -22,14 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from om_core.db.locks import RollBack, locked_transaction, symbol_lock_key
-from om_core.db.models import Fill, Order, Position
+from om_core.db.models import Fill, Order, Position, PositionContribution
 from om_core.db.session import SessionFactory
 from om_core.db.types import utcnow
 from om_core.engine.executor import OrderExecutor
@@ -47,6 +51,10 @@ from om_plugins.types import Category
 __all__ = ["Drift", "ReconcileReport", "Reconciler"]
 
 log = logging.getLogger(__name__)
+
+#: How far the exchange's clock (fill times) and ours (when a listing was asked for) may
+#: disagree, for listings without a time of their own.
+CLOCK_MARGIN = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,8 @@ class ReconcileReport:
     fills_fetched: int = 0
     positions_checked: int = 0
     positions_corrected: int = 0
+    #: Positions left alone because a fill reached the book after the exchange's listing.
+    positions_deferred: int = 0
     drifts: list[Drift] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -241,6 +251,7 @@ class Reconciler:
 
     async def _positions(self, report: ReconcileReport) -> None:
         for category in self._categories:
+            asked_at = utcnow()
             try:
                 theirs = await self._exchange.list_positions(category)
                 check_reports(theirs)
@@ -259,7 +270,9 @@ class Reconciler:
             keys = set(by_key) | {(p.symbol, p.position_idx) for p in ours if p.size}
             for symbol, idx in sorted(keys):
                 report.positions_checked += 1
-                await self._position(report, category, symbol, idx, by_key.get((symbol, idx)))
+                await self._position(
+                    report, category, symbol, idx, by_key.get((symbol, idx)), asked_at
+                )
 
     async def _position(
         self,
@@ -268,14 +281,27 @@ class Reconciler:
         symbol: str,
         idx: int,
         theirs: PositionReport | None,
+        asked_at: datetime,
     ) -> None:
         size = theirs.size if theirs is not None else Decimal(0)
+        # The exchange's figures are as of their own time when it gives one, else as of the
+        # listing; a fill of ours executed after that (less the clocks' margin, without the
+        # exchange's time) is one the figures may not hold.
+        stamped = theirs.updated_at if theirs is not None else None
+        as_of = stamped or asked_at
+        newer_than = stamped or asked_at - CLOCK_MARGIN
         key = f"{category.value}:{symbol}:{idx}"
         lock = symbol_lock_key(category.value, symbol)
         try:
             async with locked_transaction(self._factory, lock) as s:
                 row = await get_or_create_position(s, category.value, symbol, idx)
                 if row.size == size:
+                    raise RollBack
+                if await _moved_since(s, row, newer_than):
+                    # Our figures hold a fill executed after the exchange's: the listing is
+                    # older than the book, and setting it would undo that fill for good. The
+                    # next run compares again.
+                    report.positions_deferred += 1
                     raise RollBack
                 before = _position_view(row.size, row.avg_entry_price)
                 entry = theirs.avg_entry_price if theirs is not None else None
@@ -289,8 +315,7 @@ class Reconciler:
                 row.updated_at = utcnow()
                 # Fills the exchange's figures hold already must not be counted again when
                 # they arrive late; later ones start from the corrected figures.
-                as_of = theirs.updated_at if theirs is not None else None
-                set_from_exchange(row, as_of or utcnow())
+                set_from_exchange(row, as_of)
                 await s.flush()
                 snapshot(s, row, reason="sync")
                 after = _position_view(row.size, row.avg_entry_price)
@@ -320,6 +345,25 @@ class Reconciler:
     async def stop(self) -> None:
         if self._loop is not None:
             await self._loop.stop()
+
+
+async def _moved_since(session: AsyncSession, row: Position, as_of: datetime) -> bool:
+    """Whether a fill executed after ``as_of`` moved the position ``row``."""
+    if row.id is None:
+        return False
+    found = (
+        await session.exec(
+            select(Fill.id)
+            .join(PositionContribution, col(PositionContribution.id) == col(Fill.contribution_id))
+            .where(
+                col(PositionContribution.position_id) == row.id,
+                col(Fill.sized),
+                col(Fill.executed_at) > as_of,
+            )
+            .limit(1)
+        )
+    ).first()
+    return found is not None
 
 
 def _known_client_id(order: Order) -> str:

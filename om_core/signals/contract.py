@@ -42,6 +42,7 @@ __all__ = [
     "parse_signal",
     "read_signal_id",
     "signal_born",
+    "stale_rejection",
     "timing_rejection",
 ]
 
@@ -443,14 +444,21 @@ def timing_rejection(
             },
             plugin="engine",
         )
-    if age > max_age:
-        return Rejection(
-            code="SIGNAL_STALE",
-            message="the signal is older than the maximum signal age; not executed late",
-            details={
-                "age_seconds": f"{age.total_seconds():.3f}",
-                "max_age_seconds": f"{max_age.total_seconds():.3f}",
-            },
-            plugin="engine",
-        )
-    return None
+    return stale_rejection(born, now, max_age=max_age)
+
+
+def stale_rejection(born: datetime, now: datetime, *, max_age: timedelta) -> Rejection | None:
+    """``SIGNAL_STALE`` when a signal born at ``born`` is older than ``max_age`` at ``now``:
+    the one staleness check, at decision time and before an order is sent again."""
+    age = now - born
+    if age <= max_age:
+        return None
+    return Rejection(
+        code="SIGNAL_STALE",
+        message="the signal is older than the maximum signal age; not executed late",
+        details={
+            "age_seconds": f"{age.total_seconds():.3f}",
+            "max_age_seconds": f"{max_age.total_seconds():.3f}",
+        },
+        plugin="engine",
+    )

@@ -2,15 +2,20 @@
 
 The configured exchange plugin decodes each message into neutral reports
 (``ExchangeAdapter.decode_stream``); the engine checks they fit its tables and applies them.
+Only transient failures are retried (:mod:`om_core.failures`), for at most
+``OM_RETRY_SECONDS``; any other failure of one message, or a transient one past the bound,
+dead-letters that message at once with the reason, so a fill never waits behind it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from om_core.engine.consumer import retry_transient
-from om_core.messaging.base import DeadLetter, Message
+from om_core.failures import DEFAULT_RETRY_SECONDS, dead_letter, retry_transient
+from om_core.messaging.base import ConsumerActivity, DeadLetter, Message
+from om_core.messaging.topology import ORDER_UPDATES_QUEUE
 from om_core.updates.apply import Applied, UpdateApplier
 from om_core.updates.validate import check_reports
 from om_plugins.reports import (
@@ -36,10 +41,16 @@ class EventSubscriber:
         decode: Decode,
         *,
         on_gateway_reconnected: Callable[[], Awaitable[None]] | None = None,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        retries: ConsumerActivity | None = None,
+        queue: str = ORDER_UPDATES_QUEUE,
     ) -> None:
         self._applier = applier
         self._decode = decode
         self._on_reconnected = on_gateway_reconnected
+        self._retry_seconds = retry_seconds
+        self._retries = retries
+        self._queue = queue
 
     def parse(self, body: bytes) -> list[Report]:
         """The message's reports; raises :class:`DeadLetter` with the reason when it can
@@ -68,9 +79,11 @@ class EventSubscriber:
         together).
 
         Returns, per message, ``None`` or the exception :meth:`handle` would have raised: a
-        batch that fails for any reason but a transient one is applied again message by
-        message, so one bad report costs only its own message.
+        batch that fails for any reason — also a transient one that outlasted the retry bound —
+        is applied again message by message, so one bad report costs only its own message.
+        The retry bound counts from the batch's start for every message in it.
         """
+        deadline = time.monotonic() + self._retry_seconds
         outcomes: list[BaseException | None] = [None] * len(messages)
         parsed: list[tuple[int, list[Report]]] = []
         for index, message in enumerate(messages):
@@ -87,25 +100,37 @@ class EventSubscriber:
                 await retry_transient(
                     lambda: self._applier.apply_many(reports),
                     what=f"applying a batch of {len(reports)} updates",
+                    deadline=deadline,
+                    tracker=self._retries,
+                    queue=self._queue,
+                    count=len(parsed),
                 )
                 return outcomes
-            except Exception:
+            except Exception as exc:
                 log.warning(
-                    "a batch of %d updates failed; applying them one message at a time",
+                    "a batch of %d updates failed (%r); applying them one message at a time",
                     len(reports),
-                    exc_info=True,
+                    exc,
                 )
         for index, rs in parsed:
             try:
-                await self._apply(rs)
+                await self._apply(rs, deadline)
             except Exception as exc:
                 outcomes[index] = exc
         return outcomes
 
     async def process_bytes(self, body: bytes) -> list[Applied]:
-        return await self._apply(self.parse(body))
+        return await self._apply(self.parse(body), time.monotonic() + self._retry_seconds)
 
-    async def _apply(self, reports: list[Report]) -> list[Applied]:
+    async def _apply(self, reports: list[Report], deadline: float) -> list[Applied]:
+        """Apply one message's reports; raises :class:`DeadLetter` when one failed for a
+        reason that is not transient, or transiently past the retry bound."""
+        try:
+            return await self._apply_all(reports, deadline)
+        except Exception as exc:
+            raise dead_letter(exc, "applying an order update", logger=log) from exc
+
+    async def _apply_all(self, reports: list[Report], deadline: float) -> list[Applied]:
         results: list[Applied] = []
         # Reports are applied one by one, each in its own transaction: a redelivery after a
         # failure halfway re-applies the first ones as no-ops.
@@ -115,14 +140,24 @@ class EventSubscriber:
                     "the order stream was interrupted (%s): orders may have changed unseen",
                     report.reason or "reconnected",
                 )
-                if self._on_reconnected is not None:
-                    await self._on_reconnected()
+                reconcile = self._on_reconnected
+                if reconcile is not None:
+                    await retry_transient(
+                        reconcile,
+                        what="reconciling after a stream gap",
+                        deadline=deadline,
+                        tracker=self._retries,
+                        queue=self._queue,
+                    )
                 continue
-            results.append(await self._apply_one(report))
+            results.append(await self._apply_one(report, deadline))
         return results
 
-    async def _apply_one(self, report: OrderReport | ExecutionReport) -> Applied:
+    async def _apply_one(self, report: OrderReport | ExecutionReport, deadline: float) -> Applied:
         return await retry_transient(
             lambda: self._applier.apply(report),
             what=f"applying an update for {report.symbol}",
+            deadline=deadline,
+            tracker=self._retries,
+            queue=self._queue,
         )

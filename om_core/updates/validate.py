@@ -1,17 +1,20 @@
 """What the engine accepts from an exchange plugin's decoder: reports it can store.
 
 A decoder is the plugin's code; the database's limits are the engine's. Anything a column
-cannot hold (a string too long, a number with more digits than ``NUMERIC(38, 18)``, a time
-no exchange could mean) makes the message invalid here, with a reason, so it is dead-lettered
-at once instead of failing on every delivery.
+cannot hold (a string too long or holding NUL, a lone surrogate or control characters, a
+number with more digits than ``NUMERIC(38, 18)``, a position index other than 0–2, a time no
+exchange could mean: before 2000 or more than :data:`MAX_FUTURE` ahead of the engine's clock)
+makes the message invalid here, with a reason, so it is dead-lettered at once instead of
+failing on every delivery (``docs/events.md``, "The input: ``ws-gateway.order``").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from om_core.clock import utcnow
 from om_core.db.types import SCALE, strip_zeros
 from om_plugins.reports import (
     ExecutionReport,
@@ -22,12 +25,14 @@ from om_plugins.reports import (
     StreamGap,
 )
 
-__all__ = ["check_reports"]
+__all__ = ["MAX_FUTURE", "check_reports"]
 
 #: ``NUMERIC(38, 18)`` holds 20 digits before the point.
 _LIMIT = Decimal(10) ** 20
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+#: How far ahead of the engine's clock an exchange's timestamp may be (clock skew, generous).
+MAX_FUTURE = timedelta(days=1)
 #: Column lengths (see om_core/db/models.py).
 _LENGTHS = {
     "exchange_order_id": 64,
@@ -50,7 +55,7 @@ def check_reports(reports: Iterable[Report | PositionReport]) -> None:
 def _check(report: Report | PositionReport) -> None:
     if isinstance(report, StreamGap):
         return
-    _text("symbol", report.symbol)
+    _text("symbol", report.symbol, required=True)
     if isinstance(report, PositionReport):
         _number("size", report.size, signed=True)
         return
@@ -82,13 +87,19 @@ def _check(report: Report | PositionReport) -> None:
     for fee in report.fees:
         _number("fee", fee.amount, signed=True, exact=False)
         _text("currency", fee.currency)
-    if report.position_idx not in (0, 1, 2):
+    if (
+        not isinstance(report.position_idx, int)
+        or isinstance(report.position_idx, bool)
+        or report.position_idx not in (0, 1, 2)
+    ):
         raise InvalidReport(f"position_idx must be 0, 1 or 2 (got {report.position_idx})")
     _time("created_at", report.created_at)
     _time("updated_at", report.updated_at)
 
 
-def _text(name: str, value: str, *, required: bool = False) -> None:
+def _text(name: str, value: object, *, required: bool = False) -> None:
+    if not isinstance(value, str):
+        raise InvalidReport(f"{name} must be text, got {type(value).__name__}")
     if required and not value:
         raise InvalidReport(f"{name} is empty")
     if len(value) > _LENGTHS[name]:
@@ -111,6 +122,8 @@ def _number(
 ) -> None:
     if value is None:
         return
+    if not isinstance(value, Decimal) or isinstance(value, bool):
+        raise InvalidReport(f"{name} must be a decimal number, got {type(value).__name__}")
     if not value.is_finite():
         raise InvalidReport(f"{name} is not a finite number")
     if positive and value <= 0:
@@ -127,7 +140,14 @@ def _number(
 def _time(name: str, value: datetime | None) -> None:
     if value is None:
         return
+    if not isinstance(value, datetime):
+        raise InvalidReport(f"{name} must be a time, got {type(value).__name__}")
     if value.tzinfo is None:
         raise InvalidReport(f"{name} has no timezone")
     if not _EARLIEST <= value < _LATEST:
         raise InvalidReport(f"{name} is out of range ({value.isoformat()})")
+    latest = utcnow() + MAX_FUTURE
+    if value > latest:
+        raise InvalidReport(
+            f"{name} is more than {MAX_FUTURE.days} day ahead of now ({value.isoformat()})"
+        )

@@ -358,7 +358,8 @@ class _Fields:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise InvalidReport(f"{key} must be epoch milliseconds, got {value!r}")
         text = str(value).strip()
-        if not text.isdigit() or len(text) > 16:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (text.isascii() and text.isdigit()) or len(text) > 16:
             raise InvalidReport(f"{key} is not a time in epoch milliseconds: {value!r}")
         ms = int(text)
         if not _EARLIEST_MS <= ms < _LATEST_MS:

@@ -19,9 +19,9 @@ from api.main import create_app
 from om_core.db.models import Order
 from tests.flow.stack import Stack, running
 
-READ_KEY = "readkey-123456"
-TRADE_KEY = "tradekey-123456"
-HASHED_TRADE_KEY = "hashedkey-123456"
+READ_KEY = "readkey-1234567890"
+TRADE_KEY = "tradekey-1234567890"
+HASHED_TRADE_KEY = "hashedkey-1234567890"
 KEYS = {"read": READ_KEY, "trade": TRADE_KEY, "hashed": HASHED_TRADE_KEY}
 
 API_ENV = {

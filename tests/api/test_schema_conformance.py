@@ -4,6 +4,10 @@ Every operation gets generated valid requests and invalid ones (wrong types, out
 numbers, odd strings), sent with a trade key to the app served by uvicorn on a loopback port.
 No answer may be a server error, and every answer's status code, content type and body must
 be among those the schema declares. Examples are derandomized, so a CI run is repeatable.
+
+The stateful run chains calls along the schema's OpenAPI links (api/links.py): a submitted
+signal is read back, a listed order read and cancelled, a dead letter redriven, with the same
+checks on every step.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import schemathesis
 import uvicorn
@@ -31,6 +36,12 @@ from tests.api.conftest import TRADE_KEY, Api, order_row, signal
 from tests.conftest import wait_for
 
 EXAMPLES = {GenerationMode.POSITIVE: 100, GenerationMode.NEGATIVE: 50}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 class _Server(uvicorn.Server):
@@ -80,15 +91,7 @@ def fuzz(schema: schemathesis.BaseSchema, base_url: str) -> list[str]:
                 response = case.call(
                     base_url=base_url, headers={"X-API-Key": TRADE_KEY}, timeout=30
                 )
-                case.validate_response(
-                    response,
-                    checks=[
-                        not_a_server_error,
-                        status_code_conformance,
-                        content_type_conformance,
-                        response_schema_conformance,
-                    ],
-                )
+                case.validate_response(response, checks=CHECKS)
 
             try:
                 check()
@@ -97,8 +100,37 @@ def fuzz(schema: schemathesis.BaseSchema, base_url: str) -> list[str]:
     return failures
 
 
-async def test_every_operation_honours_the_schema_and_never_fails_on_input(api: Api) -> None:
-    # Data to find, so that 200 answers carry items to check against the schema.
+def fuzz_stateful(schema: schemathesis.BaseSchema, base_url: str) -> set[tuple[str, int]]:
+    """Run scenarios that follow the links; returns every (operation, status) answered
+    (blocking: run it in a thread). A failed check raises."""
+    answered: set[tuple[str, int]] = set()
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": base_url, "headers": {"X-API-Key": TRADE_KEY}, "timeout": 30}
+
+        def validate_response(
+            self, response: Any, case: schemathesis.Case, *_: Any, **__: Any
+        ) -> None:
+            answered.add((case.operation.label, response.status_code))
+            case.validate_response(response, checks=CHECKS)
+
+    Machine.run(
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    return answered
+
+
+async def _data(api: Api) -> None:
+    """Data to find, so that 200 answers carry items to check against the schema."""
     now = datetime.now(UTC)
     await api.stack.publish(signal("s-1", price="30000"))
     await api.stack.outcome("s-1")
@@ -126,7 +158,21 @@ async def test_every_operation_honours_the_schema_and_never_fails_on_input(api: 
         for n in range(3)
     )
 
+
+async def test_every_operation_honours_the_schema_and_never_fails_on_input(api: Api) -> None:
+    await _data(api)
     schema = schemathesis.openapi.from_dict(api.app.openapi())
     async with served(api.app) as base_url:
         failures = await asyncio.to_thread(fuzz, schema, base_url)
     assert not failures, "\n\n".join(failures)
+
+
+async def test_stateful_scenarios_along_the_links_honour_the_schema(api: Api) -> None:
+    await _data(api)
+    schema = schemathesis.openapi.from_dict(api.app.openapi())
+    async with served(api.app) as base_url:
+        answered = await asyncio.to_thread(fuzz_stateful, schema, base_url)
+    # Links were followed: ids no generator guesses were found.
+    assert ("GET /api/v1/signals/{signal_id}", 200) in answered, sorted(answered)
+    assert ("GET /api/v1/orders/{order_ref}", 200) in answered, sorted(answered)
+    assert ("GET /api/v1/positions/{symbol}/snapshots", 200) in answered, sorted(answered)

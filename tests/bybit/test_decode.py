@@ -407,6 +407,12 @@ BAD_ITEMS: list[tuple[dict[str, Any], str]] = [
     ({"createdTime": "99999999999999999999"}, "createdTime is not a time"),
     ({"createdTime": "99999999999999"}, "createdTime is out of range"),
     ({"createdTime": "-5"}, "createdTime is not a time"),
+    # Issue 14: a number no clock can hold, and digits int() refuses, never reach the engine.
+    ({"createdTime": 99999999999999999999}, "createdTime is not a time"),
+    ({"createdTime": "\u00b2"}, "createdTime is not a time"),
+    ({"updatedTime": "1" * 400}, "updatedTime is not a time"),
+    ({"positionIdx": 1e30}, "positionIdx must be 0, 1 or 2"),
+    ({"positionIdx": 10**30}, "positionIdx must be 0, 1 or 2"),
     ({"updatedTime": "abc"}, "updatedTime is not a time"),
     ({"updatedTime": [1]}, "updatedTime must be epoch milliseconds"),
     ({"orderId": "x" * 65}, "orderId is longer than 64"),

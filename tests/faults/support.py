@@ -64,13 +64,18 @@ class RecordingFakeBybit(FakeBybit):
                 link = json.loads(await request.read()).get("orderLinkId")
             except (ValueError, AttributeError):
                 link = None
-            existed = link in self.orders
+            if not (isinstance(link, str) and link):
+                return await super()._serve(request, path)
+            # Recorded before serving: a create the client gave up on (a timeout) may never
+            # finish here, as its handler is cancelled when the client disconnects.
+            steps = self.timeline[link]
+            steps.append("create-existing" if link in self.orders else "create")
+            at = len(steps) - 1
             response = await super()._serve(request, path)
-            if isinstance(link, str) and link:
-                # A create the rate limit or an IP ban refused was never processed: sending
-                # it again at once is what the protocol does (ExchangeUnavailable).
-                step = "create-existing" if existed else "create"
-                self.timeline[link].append("refused" if _throttled(response) else step)
+            if _throttled(response):
+                # The rate limit or an IP ban refused it unprocessed: sending it again at once
+                # is what the protocol does (ExchangeUnavailable), no lookup needed.
+                steps[at] = "refused"
             return response
         if request.method == "GET" and path == "/v5/order/history":
             link = request.query.get("orderLinkId")

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any, cast
 
 from sqlmodel import col, select
 
 from om_core.db.models import Fill, Order, Position
 from om_core.messaging.topology import ORDER_UPDATES_QUEUE
 from om_core.orders.client_id import client_order_id
+from om_core.reconcile.reconciler import Reconciler
 from om_plugins import Category, OrderRequest, OrderType, Side
+from om_plugins.exchange import ExchangeAdapter
+from om_plugins.reports import PositionReport
+from plugins_builtin.paper.exchange import PaperExchange
 from tests.flow.reports import gap
 from tests.flow.stack import running
 
@@ -180,3 +185,55 @@ async def test_fills_a_correction_holds_already_are_not_counted_again(
         assert fill.qty == Decimal("0.50") and not fill.sized
         # Its fee is not in the exchange's position figures: that still counts.
         assert pos.fees_paid == fill.fee_settled > 0
+
+
+class _ListsEarlier:
+    """The exchange answering a position listing with figures taken before its latest fill:
+    the listing raced a fill the stream has delivered since."""
+
+    def __init__(self, exchange: PaperExchange, listing: list[PositionReport]) -> None:
+        self._exchange = exchange
+        self._listing = listing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._exchange, name)
+
+    async def list_positions(self, category: Category) -> list[PositionReport]:
+        return [p for p in self._listing if p.category is category]
+
+
+async def test_a_listing_older_than_the_book_does_not_undo_a_fill(urls: tuple[str, str]) -> None:
+    async with running(*urls, consume=False) as stack:
+        service = stack.service
+
+        async def trade(sid: str, side: str) -> None:
+            body = json.dumps(
+                {"signal_id": sid, "symbol": "ETHUSDT", "side": side, "qty": "0.50"}
+            ).encode()
+            assert (await service.signal_consumer.process_bytes(body)).status == "placed"
+            while (message := await service.bus.get(ORDER_UPDATES_QUEUE, timeout=0.2)) is not None:
+                await service.event_subscriber.process_bytes(message.body)
+
+        await trade("race-open", "buy")
+        before_close = await stack.paper.list_positions(Category.LINEAR)
+        assert [p.size for p in before_close] == [Decimal("0.50")]
+        await trade("race-close", "sell")
+        async with service.sessions() as session:
+            [pos] = (await session.exec(select(Position))).all()
+        assert pos.size == 0
+
+        stale = Reconciler(
+            service.sessions,
+            cast(ExchangeAdapter, _ListsEarlier(stack.paper, before_close)),
+            service.applier,
+            service.executor,
+            categories=(Category.LINEAR,),
+        )
+        report = await stale.run()
+        assert (report.positions_corrected, report.positions_deferred) == (0, 1), report.drifts
+        async with service.sessions() as session:
+            [pos] = (await session.exec(select(Position))).all()
+        assert pos.size == 0
+        # With the exchange's figures current again, there is nothing to correct.
+        report = await service.reconciler.run()
+        assert report.drifts == [] and report.positions_deferred == 0

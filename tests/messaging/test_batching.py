@@ -4,6 +4,7 @@ message still gets its own outcome."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Sequence
 
 import pytest
@@ -70,13 +71,50 @@ async def test_each_message_gets_its_own_outcome() -> None:
     assert recorder.batches[1] == [b"good", b"bad"]
 
 
-async def test_a_failing_batch_function_fails_every_message_of_the_batch() -> None:
+async def test_a_failing_batch_function_dead_letters_a_message_that_fails_alone() -> None:
     async def broken(messages: Sequence[Message]) -> list[BaseException | None]:
         raise RuntimeError("bug")
 
     batcher = Batcher(broken, max_batch=10, name="t")
-    with pytest.raises(RuntimeError, match="bug"):
+    with pytest.raises(DeadLetter, match="RuntimeError: bug"):
         await asyncio.wait_for(batcher(Message(b"x")), 5)
+
+
+async def test_a_transient_failure_of_a_lone_message_returns_it_to_its_queue() -> None:
+    async def down(messages: Sequence[Message]) -> list[BaseException | None]:
+        raise ConnectionResetError(errno.ECONNRESET, "connection reset")
+
+    batcher = Batcher(down, max_batch=10, name="t")
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(batcher(Message(b"x")), 5)
+
+
+async def test_a_batch_that_fails_as_a_whole_is_processed_message_by_message() -> None:
+    """A poison message that breaks its whole batch costs only its own message."""
+    calls: list[list[bytes]] = []
+    gate = asyncio.Event()
+
+    async def poisoned(messages: Sequence[Message]) -> list[BaseException | None]:
+        calls.append([m.body for m in messages])
+        await gate.wait()
+        if any(m.body == b"poison" for m in messages):
+            raise OverflowError("date value out of range")
+        return [None] * len(messages)
+
+    batcher = Batcher(poisoned, max_batch=10, name="t", concurrency=1)
+    first = asyncio.create_task(batcher(Message(b"0")))
+    await wait_for(lambda: calls, timeout=5)
+    handlers = {
+        body: asyncio.create_task(batcher(Message(body))) for body in (b"a", b"poison", b"b")
+    }
+    await wait_for(lambda: batcher.waiting == 3, timeout=5)
+    gate.set()
+    await asyncio.wait_for(first, 5)
+    await asyncio.wait_for(handlers[b"a"], 5)
+    await asyncio.wait_for(handlers[b"b"], 5)
+    with pytest.raises(DeadLetter, match="OverflowError"):
+        await asyncio.wait_for(handlers[b"poison"], 5)
+    assert calls[1:] == [[b"a", b"poison", b"b"], [b"a"], [b"poison"], [b"b"]]
 
 
 async def test_close_cancels_batches_in_progress() -> None:

@@ -141,3 +141,32 @@ async def test_under_load_a_small_batch_waits_for_a_running_one() -> None:
     await asyncio.gather(first, *rest)
     assert record.batches == [["p0-a"], ["p0-b", "p0-c", "p0-d", "p1-a"]]
     await batcher.close()
+
+
+async def test_a_batch_that_fails_as_a_whole_is_processed_message_by_message() -> None:
+    """A poison message that breaks its whole batch costs only its own message (issue 14)."""
+    calls: list[list[str]] = []
+    gate = asyncio.Event()
+
+    async def poisoned(messages: Sequence[Message]) -> list[BaseException | None]:
+        calls.append([m.body.decode() for m in messages])
+        await gate.wait()
+        if any(m.body == b"poison" for m in messages):
+            raise ValueError("year 99999 is out of range")
+        return [None] * len(messages)
+
+    batcher = PartitionBatcher(poisoned, max_batch=10, name="t", concurrency=1)
+    first = asyncio.create_task(batcher.handler("p0")(msg("first")))
+    await wait_for(lambda: calls, timeout=5)
+    handlers = {
+        body: asyncio.create_task(batcher.handler(p)(msg(body)))
+        for p, body in (("p1", "a"), ("p2", "poison"), ("p3", "b"))
+    }
+    await wait_for(lambda: batcher.waiting == 3, timeout=5)
+    gate.set()
+    await asyncio.wait_for(first, 5)
+    await asyncio.wait_for(handlers["a"], 5)
+    await asyncio.wait_for(handlers["b"], 5)
+    with pytest.raises(DeadLetter, match="ValueError: year 99999"):
+        await asyncio.wait_for(handlers["poison"], 5)
+    assert calls[1:] == [["a", "poison", "b"], ["a"], ["poison"], ["b"]]

@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from om_core.plugins import PluginLoadError, load_plugins
 from om_plugins import Category, Position, Rejection, Side, TradingState
 from plugins_builtin.risk import RiskPlugin, RiskSettings
 from tests.plugins_builtin.builders import NOW, context, proposed, signal
 
 # Every limit off, so each test switches on exactly the rule it is about.
-NO_LIMITS: dict[str, Any] = {"max_signal_age_seconds": None, "max_order_notional": None}
+NO_LIMITS: dict[str, Any] = {"max_order_notional": None}
 
 
 def risk(**limits: Any) -> RiskPlugin:
@@ -33,7 +34,7 @@ def only(rejections: list[Rejection], code: str) -> Rejection:
 def test_defaults_are_documented_and_let_an_ordinary_signal_through() -> None:
     settings = RiskSettings()
     assert settings.max_order_notional == Decimal(100_000)
-    assert settings.max_signal_age_seconds == Decimal(60)
+    assert settings.max_signal_age_seconds is None
     assert settings.allowed_symbols == []
     assert settings.min_strength is None
     assert settings.max_open_orders_per_symbol is None
@@ -76,7 +77,7 @@ def test_a_default_limit_can_be_switched_off_from_the_environment(off: str) -> N
 
 @pytest.mark.parametrize(
     "values",
-    [{"max_order_notional": "0"}, {"max_signal_age_seconds": "-1"}, {"max_orders_per_minute": -1}],
+    [{"max_order_notional": "0"}, {"max_orders_per_minute": -1}],
 )
 def test_nonsense_limits_fail_validation(values: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
@@ -88,25 +89,21 @@ def test_allowed_symbols_parse_from_a_comma_separated_environment_value() -> Non
     assert settings.allowed_symbols == ["BTCUSDT", "ETHUSDT"]
 
 
-def test_signal_older_than_max_age_is_rejected_with_exact_age() -> None:
-    old = signal(created_at=NOW - timedelta(seconds=60, microseconds=1000))
-    rejection = only(
-        risk(max_signal_age_seconds=Decimal(60)).om_check_signal(old, context()),
-        "SIGNAL_TOO_OLD",
-    )
-    assert rejection.details == {"limit": "60", "actual": "60.001"}
-
-
-def test_signal_exactly_at_max_age_passes() -> None:
-    at_limit = signal(created_at=NOW - timedelta(seconds=60))
-    assert risk(max_signal_age_seconds=Decimal(60)).om_check_signal(at_limit, context()) == []
-
-
-def test_signal_without_timestamp_is_not_age_checked() -> None:
+@pytest.mark.parametrize("value", ["60", "30", 5])
+def test_the_age_limit_moved_to_the_engine_and_setting_it_here_says_so(value: Any) -> None:
+    # One staleness check, the engine's (SIGNAL_STALE): a configuration that still sets the
+    # plugin's old limit is refused with the way out, not silently ignored.
+    with pytest.raises(ValidationError, match="OM_MAX_SIGNAL_AGE_SECONDS"):
+        RiskSettings.model_validate({"max_signal_age_seconds": value})
     assert (
-        risk(max_signal_age_seconds=Decimal(1)).om_check_signal(signal(created_at=None), context())
-        == []
+        RiskSettings.model_validate({"max_signal_age_seconds": "none"}).max_signal_age_seconds
+        is None
     )
+
+
+def test_old_signals_are_not_this_plugins_business() -> None:
+    old = signal(created_at=NOW - timedelta(hours=1))
+    assert RiskPlugin().om_check_signal(old, context()) == []
 
 
 def test_weak_signal_is_rejected() -> None:
@@ -124,11 +121,13 @@ def test_signal_at_min_strength_passes() -> None:
     assert plugin.om_check_signal(signal(strength=Decimal("0.5")), context()) == []
 
 
-def test_halted_trading_rejects_every_signal_and_order() -> None:
-    halted = context(trading_state=TradingState.HALTED)
-    rejection = only(risk().om_check_signal(signal(), halted), "TRADING_HALTED")
-    assert rejection.details == {"trading_state": "halted"}
-    only(risk().om_check_order(proposed(), signal(), halted), "TRADING_HALTED")
+def test_the_trading_state_is_not_this_plugins_business() -> None:
+    # The engine enforces halted and reducing (om_core.engine.guard), with or without this
+    # plugin; the plugin does not repeat it.
+    for state in (TradingState.HALTED, TradingState.REDUCING):
+        ctx = context(trading_state=state)
+        assert risk().om_check_signal(signal(), ctx) == []
+        assert risk().om_check_order(proposed(), signal(), ctx) == []
 
 
 def test_too_many_open_orders_is_rejected() -> None:
@@ -160,7 +159,6 @@ def test_order_rate_just_under_the_limit_passes() -> None:
 def test_every_violated_signal_rule_is_reported() -> None:
     plugin = risk(
         allowed_symbols=["ETHUSDT"],
-        max_signal_age_seconds=Decimal(10),
         min_strength=Decimal("0.9"),
         max_open_orders_per_symbol=1,
         max_orders_per_minute=1,
@@ -171,9 +169,7 @@ def test_every_violated_signal_rule_is_reported() -> None:
     )
     assert codes(found) == [
         "SYMBOL_NOT_ALLOWED",
-        "SIGNAL_TOO_OLD",
         "STRENGTH_TOO_LOW",
-        "TRADING_HALTED",
         "MAX_OPEN_ORDERS",
         "ORDER_RATE_LIMIT",
     ]
@@ -305,42 +301,6 @@ def test_gross_exposure_values_the_current_position_like_the_context_does() -> N
     assert Decimal(only(found, "MAX_GROSS_EXPOSURE").details["actual"]) == Decimal(7020)
 
 
-@pytest.mark.parametrize(
-    ("position", "side", "qty"),
-    [("0.05", Side.SELL, "0.05"), ("0.05", Side.SELL, "0.001"), ("-0.05", Side.BUY, "0.02")],
-)
-def test_reducing_state_allows_orders_that_shrink_the_position(
-    position: str, side: Side, qty: str
-) -> None:
-    ctx = context(position_size=position, trading_state=TradingState.REDUCING)
-    order = proposed(side=side, qty=qty)
-    assert risk().om_check_order(order, signal(side=side), ctx) == []
-
-
-@pytest.mark.parametrize(
-    ("position", "side", "qty"),
-    [
-        ("0.05", Side.SELL, "0.051"),  # flips through zero
-        ("0.05", Side.BUY, "0.001"),  # grows
-        ("0", Side.SELL, "0.001"),  # opens
-        ("-0.05", Side.SELL, "0.001"),  # grows a short
-    ],
-)
-def test_reducing_state_rejects_orders_that_do_not_shrink_the_position(
-    position: str, side: Side, qty: str
-) -> None:
-    ctx = context(position_size=position, trading_state=TradingState.REDUCING)
-    rejection = only(
-        risk().om_check_order(proposed(side=side, qty=qty), signal(side=side), ctx),
-        "REDUCING_ONLY",
-    )
-    assert rejection.details == {
-        "position_size": position,
-        "side": side.value,
-        "qty": qty,
-    }
-
-
 def test_every_violated_order_rule_is_reported() -> None:
     plugin = risk(
         max_order_notional=Decimal(1000),
@@ -353,5 +313,16 @@ def test_every_violated_order_rule_is_reported() -> None:
         "MAX_ORDER_NOTIONAL",
         "MAX_POSITION_NOTIONAL",
         "MAX_GROSS_EXPOSURE",
-        "REDUCING_ONLY",
     ]
+
+
+def test_an_old_config_with_the_age_limit_fails_at_startup_with_the_way_out() -> None:
+    for config, env in (
+        ({"risk": {"max_signal_age_seconds": 30}}, {}),
+        ({}, {"OM_PLUGIN_RISK_MAX_SIGNAL_AGE_SECONDS": "30"}),
+    ):
+        with pytest.raises(PluginLoadError) as info:
+            load_plugins(["risk"], config, env=env)
+        [problem] = info.value.problems
+        assert problem.startswith("plugin 'risk' setting max_signal_age_seconds (")
+        assert "set OM_MAX_SIGNAL_AGE_SECONDS" in problem
