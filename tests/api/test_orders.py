@@ -258,11 +258,11 @@ async def test_an_order_by_id_client_id_and_exchange_id_with_fills_and_signal(ap
     body = bodies[0]
     assert set(body) == ITEM_FIELDS | {"fills", "history", "signal"}
     # Every change, whichever path made it: the intent, the REST answer, the stream's fill.
-    assert [(h["status"], Decimal(h["filled_qty"])) for h in body["history"]] == [
-        ("pending_submit", 0),
-        ("submitted", 0),
-        ("filled", Decimal("0.010")),
-    ]
+    # The paper exchange streams the fill at once: when it is applied before the REST answer
+    # is recorded, "submitted" is no change any more (a status never goes back).
+    history = [(h["status"], Decimal(h["filled_qty"])) for h in body["history"]]
+    assert history[0] == ("pending_submit", 0) and history[-1] == ("filled", Decimal("0.010"))
+    assert history[1:-1] in ([], [("submitted", 0)]), history
     assert body["status"] == "filled" and body["signal_id"] == "s-market"
     assert [Decimal(f["qty"]) for f in body["fills"]] == [Decimal("0.010")]
     assert body["fills"][0]["price"] == body["avg_fill_price"]

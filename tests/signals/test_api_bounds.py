@@ -40,10 +40,16 @@ def nested(levels: int) -> Any:
 
 
 async def test_a_10_mb_signal_is_413_and_nothing_is_queued(api: Api) -> None:
-    response = await post(api, signal("huge", metadata={"blob": "x" * (10 * 1024 * 1024)}))
+    # Above the signal's limit and below the API's body limit: the signal contract says so.
+    response = await post(api, signal("large", metadata={"blob": "x" * (100 * 1024)}))
     assert response.status_code == 413
     assert error_code(response) == "payload_too_large"
     assert "maximum of 65536 (OM_MAX_MESSAGE_BYTES)" in response.json()["error"]["message"]
+    assert await api.stack.signal_row("large") is None
+    # 10 MB: the API's body limit refuses it before it is read.
+    response = await post(api, signal("huge", metadata={"blob": "x" * (10 * 1024 * 1024)}))
+    assert response.status_code == 413
+    assert error_code(response) == "payload_too_large"
 
     # Without a Content-Length (chunked), the body is read no further than the limit.
     async def chunks() -> AsyncIterator[bytes]:

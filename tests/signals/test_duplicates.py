@@ -125,10 +125,11 @@ async def test_a_batch_led_by_a_conflicting_copy_still_reports_the_stored_outcom
     async with running(*urls, consume=False) as stack:
         consumer = stack.service.signal_consumer
         assert (await consumer.process_bytes(json.dumps(sig("led")).encode())).status == "placed"
+        deadline = consumer._deadline()
         outcomes = await stack.service.processor.process_many(
             [
-                (await consumer._parse(json.dumps(sig("led", qty="0.5")).encode())),
-                (await consumer._parse(json.dumps(sig("led")).encode())),
+                (await consumer._parse(json.dumps(sig("led", qty="0.5")).encode(), deadline)),
+                (await consumer._parse(json.dumps(sig("led")).encode(), deadline)),
             ]
         )
         assert [(o.status, o.duplicate) for o in outcomes] == [
