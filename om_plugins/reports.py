@@ -51,9 +51,12 @@ __all__ = [
     "PositionReport",
     "ReasonCode",
     "Report",
+    "ReportFields",
     "StreamGap",
+    "decimal_field",
     "decode_reports",
     "encode_reports",
+    "in_report_range",
 ]
 
 
@@ -343,13 +346,15 @@ def _encode(report: Report) -> dict[str, Any]:
     }
 
 
-class _Fields:
-    """Typed reads of one JSON object, each failure an :class:`InvalidReport`."""
+class ReportFields:
+    """Typed reads of one JSON object for building reports; every failure is an
+    :class:`InvalidReport` naming the key. Exchange plugins' stream decoders extend it with
+    their dialect's forms (a time in epoch milliseconds, say) by overriding a method."""
 
     def __init__(self, data: Any) -> None:
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             raise InvalidReport(f"expected an object, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
+        self.data: Mapping[str, Any] = data
 
     def text(self, key: str, *, required: bool = True, limit: int = 128) -> str:
         value = self.data.get(key)
@@ -358,7 +363,7 @@ class _Fields:
                 raise InvalidReport(f"{key} is required")
             return ""
         if not isinstance(value, str):
-            raise InvalidReport(f"{key} must be a string")
+            raise InvalidReport(f"{key} must be a string, got {type(value).__name__}")
         if len(value) > limit:
             raise InvalidReport(f"{key} is longer than {limit} characters")
         return value
@@ -369,14 +374,9 @@ class _Fields:
             if required:
                 raise InvalidReport(f"{key} is required")
             return None
-        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-            raise InvalidReport(f"{key} must be a decimal string")
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise InvalidReport(f"{key} is not a number: {value!r}") from None
-        if not number.is_finite() or (number < 0 and not signed):
-            raise InvalidReport(f"{key} must be a finite{'' if signed else ' non-negative'} number")
+        number = decimal_field(key, value)
+        if number < 0 and not signed:
+            raise InvalidReport(f"{key} must not be negative: {value!r}")
         return number
 
     def enum(self, key: str, kind: type[Any], *, required: bool = True) -> Any:
@@ -391,6 +391,7 @@ class _Fields:
             raise InvalidReport(f"{key}: unknown value {value!r}") from None
 
     def time(self, key: str, *, required: bool = False) -> datetime | None:
+        """An ISO 8601 time with its timezone, between 2000 and 2200."""
         value = self.data.get(key)
         if value is None:
             if required:
@@ -404,27 +405,44 @@ class _Fields:
             raise InvalidReport(f"{key} is not an ISO 8601 timestamp: {value!r}") from None
         if at.tzinfo is None:
             raise InvalidReport(f"{key} has no timezone")
-        at = at.astimezone(UTC)
-        if not _EARLIEST <= at < _LATEST:
-            raise InvalidReport(f"{key} is out of range: {value!r}")
-        return at
+        return in_report_range(key, at.astimezone(UTC), value)
 
     def flag(self, key: str) -> bool | None:
         value = self.data.get(key)
         if value is None or isinstance(value, bool):
             return value
-        raise InvalidReport(f"{key} must be true or false")
+        raise InvalidReport(f"{key} must be true or false, got {value!r}")
+
+
+def decimal_field(key: str, value: Any) -> Decimal:
+    """``value`` (a decimal string, an int or a Decimal) as a finite Decimal; never a float."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidReport(f"{key} must be a decimal string, got {value!r}")
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise InvalidReport(f"{key} is not a number: {value!r}") from None
+    if not number.is_finite():
+        raise InvalidReport(f"{key} must be a finite number: {value!r}")
+    return number
+
+
+def in_report_range(key: str, at: datetime, value: Any) -> datetime:
+    """``at`` when it lies between 2000 and 2200 (a report's plausible times)."""
+    if not _EARLIEST <= at < _LATEST:
+        raise InvalidReport(f"{key} is out of range (2000-2200): {value!r}")
+    return at
 
 
 def _decode_fee(data: Any) -> Fee:
-    f = _Fields(data)
+    f = ReportFields(data)
     amount = f.dec("amount", required=True, signed=True)
     assert amount is not None
     return Fee(amount=amount, currency=f.text("currency", limit=16))
 
 
 def _decode(item: Any) -> Report:
-    f = _Fields(item)
+    f = ReportFields(item)
     kind = f.text("kind")
     if kind == "gap":
         return StreamGap(reason=f.text("reason", required=False, limit=500))
@@ -498,7 +516,7 @@ def _decode(item: Any) -> Report:
 
 
 def _decode_reason(data: Any) -> ExchangeReason:
-    f = _Fields(data)
+    f = ReportFields(data)
     return ExchangeReason(
         code=f.text("code", limit=32),
         exchange_code=f.text("exchange_code", required=False, limit=64),

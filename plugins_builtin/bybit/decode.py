@@ -39,7 +39,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from om_plugins import (
@@ -59,6 +59,7 @@ from om_plugins import (
     StreamGap,
     TimeInForce,
 )
+from om_plugins.reports import ReportFields, decimal_field
 from plugins_builtin.bybit.codes import (
     EXEC_KINDS,
     NO_CANCEL_TYPE,
@@ -315,34 +316,9 @@ def _item(
 # -- fields ------------------------------------------------------------------------------------
 
 
-class _Fields:
-    """Typed reads of one Bybit object; every failure is an :class:`InvalidReport`."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self.data = data
-
-    def text(self, key: str, *, limit: int, required: bool = True) -> str:
-        value = self.data.get(key)
-        if value is None or value == "":
-            if required:
-                raise InvalidReport(f"{key} is required")
-            return ""
-        if not isinstance(value, str):
-            raise InvalidReport(f"{key} must be a string, got {type(value).__name__}")
-        if len(value) > limit:
-            raise InvalidReport(f"{key} is longer than {limit} characters")
-        return value
-
-    def dec(self, key: str, *, required: bool = False, signed: bool = False) -> Decimal | None:
-        value = self.data.get(key)
-        if value is None or value == "":
-            if required:
-                raise InvalidReport(f"{key} is required")
-            return None
-        number = _number(key, value)
-        if number < 0 and not signed:
-            raise InvalidReport(f"{key} must not be negative: {value!r}")
-        return number
+class _Fields(ReportFields):
+    """The SDK's typed reads, with Bybit's forms: times in epoch milliseconds, ``Buy``/``Sell``,
+    ``positionIdx``, categories; every failure is an :class:`InvalidReport`."""
 
     def positive(self, key: str) -> Decimal | None:
         """A price that is ``None`` unless positive (``avgPrice`` is ``"0"`` before a fill)."""
@@ -366,12 +342,6 @@ class _Fields:
             raise InvalidReport(f"{key} is out of range (2000-2200): {value!r}")
         seconds, millis = divmod(ms, 1000)
         return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
-
-    def flag(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        if value is None or isinstance(value, bool):
-            return value
-        raise InvalidReport(f"{key} must be true or false, got {value!r}")
 
     def side(self) -> Side:
         value = self.data.get("side")
@@ -408,18 +378,6 @@ class _Fields:
         return category
 
 
-def _number(key: str, value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise InvalidReport(f"{key} must be a decimal string, got {value!r}")
-    try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise InvalidReport(f"{key} is not a number: {value!r}") from None
-    if not number.is_finite():
-        raise InvalidReport(f"{key} must be a finite number: {value!r}")
-    return number
-
-
 def _order_type(f: _Fields) -> OrderType | None:
     """Market or limit for plain orders; ``None`` for conditional and TP/SL orders."""
     stop = f.data.get("stopOrderType")
@@ -440,7 +398,7 @@ def _fee_detail(f: _Fields) -> tuple[Fee, ...] | None:
     for coin, raw in detail.items():
         if not coin or len(coin) > _MAX_COIN:
             raise InvalidReport(f"cumFeeDetail has an invalid coin {coin!r}")
-        amount = _number(f"cumFeeDetail.{coin}", raw)
+        amount = decimal_field(f"cumFeeDetail.{coin}", raw)
         if amount != 0:
             fees.append(Fee(amount=amount, currency=coin))
     return tuple(sorted(fees, key=lambda fee: fee.currency))
