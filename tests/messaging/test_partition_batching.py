@@ -135,8 +135,8 @@ async def test_under_load_a_small_batch_waits_for_a_running_one() -> None:
     # Load: three waiting for busy p0, one for free p1. A batch of p1 alone would be tiny.
     rest = [asyncio.create_task(batcher.handler("p0")(msg(f"p0-{i}"))) for i in "bcd"]
     rest.append(asyncio.create_task(batcher.handler("p1")(msg("p1-a"))))
-    await asyncio.sleep(0.01)
-    assert record.running == 1 and batcher.waiting == 4
+    await wait_for(lambda: batcher.waiting == 4, timeout=2)
+    assert record.running == 1
     record.gate.set()
     await asyncio.gather(first, *rest)
     assert record.batches == [["p0-a"], ["p0-b", "p0-c", "p0-d", "p1-a"]]
